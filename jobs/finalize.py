@@ -1,0 +1,112 @@
+"""finalize: check every stage finished, then write the run's manifest.json, last.
+
+    spark-submit --py-files dist/recs_jobs.zip jobs/finalize.py --config conf/pipeline.yaml --run-date 2026-11-29
+
+The manifest is the run's completion marker: readers (the publish job included) trust a run
+folder only when it exists. It holds the config used, input, quarantine and output counts,
+evaluation metrics, stage timings, the code version and the run id.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import sys
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
+
+from jobs import storage
+from jobs.run_layout import RunLayout
+from jobs.stage import JobError, job_main
+from jobs.version import code_version
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+MANIFEST_VERSION = 1
+REQUIRED_STAGES = ("prepare", "train", "evaluate", "recommend")
+
+
+def make_run_id(run_date: str, finalized_at: dt.datetime) -> str:
+    """Run id: the logical date, then the UTC finish time to the millisecond; ids sort by age."""
+    stamp = finalized_at.astimezone(dt.UTC)
+    return f"{run_date}_{stamp:%Y%m%dT%H%M%S}{stamp.microsecond // 1000:03d}Z"
+
+
+def redact_secrets(config: dict) -> dict:
+    """A copy of the config with passwords removed from any URL-valued setting."""
+    clean = copy.deepcopy(config)
+
+    def scrub(node):
+        if isinstance(node, dict):
+            return {key: scrub(value) for key, value in node.items()}
+        if isinstance(node, str) and "://" in node and "@" in node:
+            parts = urlsplit(node)
+            if parts.password:
+                netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+                return urlunsplit(parts._replace(netloc=netloc))
+        return node
+
+    return scrub(clean)
+
+
+def build_manifest(
+    config: dict, reports: dict, run_date: str, finalized_at: dt.datetime, version: str, layout: RunLayout
+) -> dict:
+    """Assemble the manifest document from the stage reports."""
+    prepare, recommend, evaluate = reports["prepare"], reports["recommend"], reports["evaluate"]
+    return {
+        "manifest_version": MANIFEST_VERSION,
+        "run_id": make_run_id(run_date, finalized_at),
+        "run_date": run_date,
+        "finalized_at": finalized_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
+        "code_version": version,
+        "config": redact_secrets(config),
+        "counts": {
+            "input": prepare["input"],
+            "quarantine": prepare["quarantine"],
+            "prepared": prepare["output"],
+            "item_meta": prepare.get("item_meta", {}),
+            "output": recommend["output"],
+        },
+        "metrics": {key: evaluate[key] for key in ("k", "split", "als", "popularity") if key in evaluate},
+        "timings_seconds": {stage: reports[stage]["seconds"] for stage in REQUIRED_STAGES},
+        "outputs": {
+            "recommendations": layout.recommendations,
+            "popular": layout.popular,
+            "model": layout.model,
+            "quarantine": layout.quarantine,
+        },
+    }
+
+
+def read_stage_reports(spark: SparkSession, layout: RunLayout) -> dict:
+    """Every required stage's report; refuses when one is missing."""
+    reports = {stage: storage.read_json(spark, layout.stage_report(stage)) for stage in REQUIRED_STAGES}
+    missing = [stage for stage, report in reports.items() if report is None]
+    if missing:
+        raise JobError(f"run {layout.run_date} is missing stage reports for {missing}: run those stages first")
+    for name, path in (("recommendations", layout.recommendations), ("popular", layout.popular)):
+        if not storage.exists(spark, f"{path}/_SUCCESS"):
+            raise JobError(f"run {layout.run_date} has no complete {name} output at {path}")
+    return reports
+
+
+def run(spark: SparkSession, cfg: dict, layout: RunLayout, finalized_at: dt.datetime | None = None) -> dict:
+    """Write the manifest for a run whose stages have all finished; return it.
+
+    The manifest is this stage's only output, so it writes no separate stage report."""
+    reports = read_stage_reports(spark, layout)
+    finalized_at = finalized_at or dt.datetime.now(dt.UTC)
+    manifest = build_manifest(cfg, reports, layout.run_date, finalized_at, code_version(), layout)
+    storage.write_json(spark, layout.manifest, manifest)
+    return {"run_id": manifest["run_id"], "manifest": layout.manifest}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Finalize one logical date's run."""
+    return job_main("finalize", run, __doc__, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

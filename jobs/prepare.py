@@ -1,0 +1,287 @@
+"""prepare: validate and clean the interactions, aggregate duplicates, build the id maps.
+
+    spark-submit --py-files dist/recs_jobs.zip jobs/prepare.py --config conf/pipeline.yaml --run-date 2026-11-29
+
+Rows that cannot be used (missing or unusable ids, unparseable, negative or non-finite weights
+and timestamps, malformed lines) go to ``quarantine/interactions`` with a ``reason`` column and
+are counted by reason in the stage report. The job fails when they exceed
+``prepare.max_bad_fraction`` of the input, and when the input is empty.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from jobs.run_layout import RunLayout
+from jobs.sources import CORRUPT_RECORD, SOURCE_FILE, read_source, require_columns
+from jobs.stage import JobError, job_main
+from serving.contract import ID_FORBIDDEN_CHARS, MAX_ID_LENGTH
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+TIMESTAMP_FORMATS = ("epoch", "epoch_ms", "iso", "auto")
+DUPLICATE_POLICIES = ("sum", "last")
+MAX_INDEX = 2**31 - 1  # ALS ids are int32
+QUARANTINE_COLUMNS = (SOURCE_FILE, "raw_record", "user_raw", "item_raw", "weight_raw", "ts_raw", "reason")
+
+
+def standardize_interactions(raw: DataFrame, columns: dict) -> DataFrame:
+    """Select the configured columns under fixed text names: user_raw, item_raw, weight_raw, ts_raw."""
+    from pyspark.sql import functions as F
+
+    def text(role: str, absent: Column) -> Column:
+        return F.col(columns[role]).cast("string") if columns.get(role) else absent
+
+    return raw.select(
+        text("user", F.lit(None).cast("string")).alias("user_raw"),
+        text("item", F.lit(None).cast("string")).alias("item_raw"),
+        text("weight", F.lit("1")).alias("weight_raw"),
+        text("timestamp", F.lit(None).cast("string")).alias("ts_raw"),
+        F.col(CORRUPT_RECORD).alias("raw_record"),
+        F.col(SOURCE_FILE),
+    )
+
+
+def parse_epoch_seconds(text: Column, timestamp_format: str) -> Column:
+    """Parse timestamp text to epoch seconds (double; may be NaN, infinite or negative; null if unparseable)."""
+    from pyspark.sql import functions as F
+
+    trimmed = F.trim(text)
+    numeric = trimmed.try_cast("double")
+    iso = F.unix_micros(trimmed.try_cast("timestamp")) / F.lit(1_000_000.0)
+    if timestamp_format == "epoch":
+        return numeric
+    if timestamp_format == "epoch_ms":
+        return numeric / F.lit(1000.0)
+    if timestamp_format == "iso":
+        return iso
+    if timestamp_format == "auto":
+        return F.when(numeric.isNotNull(), numeric).otherwise(iso)
+    raise JobError(f"input.timestamp_format must be one of {', '.join(TIMESTAMP_FORMATS)}, got {timestamp_format!r}")
+
+
+def id_problem(column: Column, role: str, max_id_length: int = MAX_ID_LENGTH) -> Column:
+    """The rejection reason for an id column (already trimmed), or null when the id is usable."""
+    from pyspark.sql import functions as F
+
+    return (
+        F.when(column.isNull() | (column == ""), F.lit(f"missing_{role}"))
+        .when(F.length(column) > max_id_length, F.lit(f"{role}_id_too_long"))
+        .when(column.rlike(ID_FORBIDDEN_CHARS), F.lit(f"{role}_id_control_chars"))
+    )
+
+
+def _number_problem(raw: Column, value: Column, name: str) -> Column:
+    from pyspark.sql import functions as F
+
+    infinite = value.isin(float("inf"), float("-inf"))
+    return (
+        F.when(raw.isNull() | (F.trim(raw) == ""), F.lit(f"missing_{name}"))
+        .when(value.isNull(), F.lit(f"bad_{name}"))
+        .when(F.isnan(value) | infinite, F.lit(f"non_finite_{name}"))
+        .when(value < 0, F.lit(f"negative_{name}"))
+    )
+
+
+def validate_interactions(df: DataFrame, timestamp_format: str | None, max_id_length: int = MAX_ID_LENGTH) -> DataFrame:
+    """Add parsed user_id, item_id, weight, ts and a ``reason`` (null for good rows) to standardized rows.
+
+    ``timestamp_format`` None means the input has no timestamp column; ts is then null."""
+    from pyspark.sql import functions as F
+
+    user, item = F.trim("user_raw"), F.trim("item_raw")
+    weight = F.trim("weight_raw").try_cast("double")
+    checks = [
+        F.when(F.col("raw_record").isNotNull(), F.lit("malformed_row")),
+        id_problem(user, "user", max_id_length),
+        id_problem(item, "item", max_id_length),
+        _number_problem(F.col("weight_raw"), weight, "weight"),
+    ]
+    seconds = F.lit(None).cast("double")
+    if timestamp_format is not None:
+        seconds = parse_epoch_seconds(F.col("ts_raw"), timestamp_format)
+        checks.append(_number_problem(F.col("ts_raw"), seconds, "timestamp"))
+    return df.select(
+        "*",
+        user.alias("user_id"),
+        item.alias("item_id"),
+        weight.alias("weight"),
+        F.when(F.isnan(seconds) | seconds.isin(float("inf"), float("-inf")), None)
+        .otherwise(F.floor(seconds))
+        .cast("long")
+        .alias("ts"),
+        F.coalesce(*checks).alias("reason"),
+    )
+
+
+def split_valid(validated: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """Split validated rows into (clean rows: user_id, item_id, weight, ts) and (quarantine rows)."""
+    from pyspark.sql import functions as F
+
+    clean = validated.where(F.col("reason").isNull()).select("user_id", "item_id", "weight", "ts")
+    quarantine = validated.where(F.col("reason").isNotNull()).select(*QUARANTINE_COLUMNS)
+    return clean, quarantine
+
+
+def aggregate_pairs(clean: DataFrame, policy: str) -> DataFrame:
+    """One row per (user_id, item_id): weight summed (``sum``) or the latest row's (``last``),
+    the latest ts, and the number of input events."""
+    from pyspark.sql import functions as F
+
+    if policy == "sum":
+        weight = F.sum("weight")
+    elif policy == "last":
+        # Ties in time go to the larger weight, so the result does not depend on row order.
+        weight = F.max_by("weight", F.struct(F.coalesce("ts", F.lit(-1)), "weight"))
+    else:
+        raise JobError(f"prepare.duplicate_policy must be one of {', '.join(DUPLICATE_POLICIES)}, got {policy!r}")
+    return clean.groupBy("user_id", "item_id").agg(
+        weight.alias("weight"), F.max("ts").alias("ts"), F.count(F.lit(1)).cast("int").alias("events")
+    )
+
+
+def build_id_index(ids: DataFrame, id_col: str, index_col: str) -> DataFrame:
+    """Map each distinct id to a dense int index, in id order, so the same ids always get the same indices."""
+    from pyspark.sql.types import IntegerType, StringType, StructField, StructType
+
+    ordered = ids.select(id_col).distinct().orderBy(id_col)
+    indexed = ordered.rdd.zipWithIndex().map(lambda pair: (pair[0][0], pair[1]))
+    schema = StructType([StructField(id_col, StringType(), False), StructField(index_col, IntegerType(), False)])
+    return ordered.sparkSession.createDataFrame(indexed, schema)
+
+
+def index_pairs(pairs: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
+    """Replace string ids by their int indices: user_idx, item_idx, weight, ts, events."""
+    return pairs.join(users, "user_id").join(items, "item_id").select("user_idx", "item_idx", "weight", "ts", "events")
+
+
+def standardize_item_meta(raw: DataFrame, columns: dict, categories_delimiter: str) -> DataFrame:
+    """Parse item metadata to item_raw, item_id, title, categories (array) and a ``reason``."""
+    from pyspark.sql import functions as F
+
+    item = F.trim(F.col(columns["item"]))
+    title = F.col(columns["title"]) if columns.get("title") else F.lit(None).cast("string")
+    categories = F.array().cast("array<string>")
+    if columns.get("categories"):
+        pattern = _split_pattern(categories_delimiter)
+        pieces = F.transform(F.split(F.coalesce(F.col(columns["categories"]), F.lit("")), pattern), F.trim)
+        categories = F.array_sort(F.array_distinct(F.filter(pieces, lambda c: c != "")))
+    reason = F.coalesce(F.when(F.col(CORRUPT_RECORD).isNotNull(), F.lit("malformed_row")), id_problem(item, "item"))
+    return raw.select(
+        F.col(columns["item"]).alias("item_raw"),
+        item.alias("item_id"),
+        title.alias("title"),
+        categories.alias("categories"),
+        F.col(CORRUPT_RECORD).alias("raw_record"),
+        F.col(SOURCE_FILE),
+        reason.alias("reason"),
+    )
+
+
+def dedupe_item_meta(meta: DataFrame) -> DataFrame:
+    """Keep one metadata row per item id (the smallest title, then categories), deterministically."""
+    from pyspark.sql import functions as F
+
+    return (
+        meta.where(F.col("reason").isNull())
+        .groupBy("item_id")
+        .agg(F.min(F.struct("title", "categories")).alias("first"))
+        .select("item_id", "first.title", "first.categories")
+    )
+
+
+def _split_pattern(delimiter: str) -> str:
+    import re
+
+    return re.escape(delimiter)
+
+
+def run(spark: SparkSession, cfg: dict, layout: RunLayout) -> dict:
+    """Read the input, quarantine bad rows, write prepared interactions and id maps; return counts."""
+    from pyspark import StorageLevel
+
+    source, settings = cfg["input"], cfg["prepare"]
+    raw = read_source(spark, source)
+    require_columns(raw, source["columns"], f"input {source['path']}")
+    timestamp_format = source.get("timestamp_format", "auto") if source["columns"].get("timestamp") else None
+    validated = validate_interactions(standardize_interactions(raw, source["columns"]), timestamp_format)
+    validated = validated.persist(StorageLevel.MEMORY_AND_DISK)
+    reasons = {row["reason"]: row["count"] for row in validated.groupBy("reason").count().collect()}
+    rows_read = sum(reasons.values())
+    if rows_read == 0:
+        raise JobError(f"input {source['path']} has no rows")
+    rows_valid = reasons.pop(None, 0)
+    rows_bad = rows_read - rows_valid
+    clean, quarantine = split_valid(validated)
+    quarantine.write.mode("overwrite").parquet(layout.quarantine)
+    _check_bad_fraction(rows_bad, rows_read, float(settings["max_bad_fraction"]), layout.quarantine)
+
+    pairs = aggregate_pairs(clean, settings["duplicate_policy"]).persist(StorageLevel.MEMORY_AND_DISK)
+    build_id_index(pairs, "user_id", "user_idx").write.mode("overwrite").parquet(layout.users)
+    build_id_index(pairs, "item_id", "item_idx").write.mode("overwrite").parquet(layout.items)
+    users, items = spark.read.parquet(layout.users), spark.read.parquet(layout.items)
+    _check_index_size(users, items)
+    index_pairs(pairs, users, items).write.mode("overwrite").parquet(layout.interactions)
+    interactions = spark.read.parquet(layout.interactions)
+    report = {
+        "input": {"path": source["path"], "rows_read": rows_read, "rows_valid": rows_valid},
+        "quarantine": {"rows": rows_bad, "by_reason": dict(sorted(reasons.items())), "path": layout.quarantine},
+        "output": {"pairs": interactions.count(), "users": users.count(), "items": items.count()},
+    }
+    report["item_meta"] = _prepare_item_meta(spark, cfg.get("items") or {}, layout)
+    pairs.unpersist()
+    validated.unpersist()
+    return report
+
+
+def _check_bad_fraction(rows_bad: int, rows_read: int, limit: float, quarantine_path: str) -> None:
+    if rows_bad / rows_read > limit:
+        raise JobError(
+            f"{rows_bad} of {rows_read} input rows ({rows_bad / rows_read:.2%}) failed validation, "
+            f"above prepare.max_bad_fraction={limit:.2%}; the rejected rows and their reasons are in {quarantine_path}"
+        )
+
+
+def _check_index_size(users: DataFrame, items: DataFrame) -> None:
+    for name, frame, column in (("users", users, "user_idx"), ("items", items, "item_idx")):
+        largest = frame.agg({column: "max"}).first()[0]
+        if largest is not None and largest >= MAX_INDEX:
+            raise JobError(f"too many distinct {name} for ALS int32 indices: {largest + 1}")
+
+
+def _prepare_item_meta(spark: SparkSession, items_cfg: dict, layout: RunLayout) -> dict:
+    from jobs import storage
+
+    if not items_cfg.get("path"):
+        storage.delete(spark, layout.item_meta)
+        storage.delete(spark, layout.quarantine_items)
+        return {"enabled": False}
+    raw = read_source(spark, items_cfg)
+    require_columns(raw, items_cfg["columns"], f"item metadata {items_cfg['path']}")
+    parsed = standardize_item_meta(raw, items_cfg["columns"], items_cfg.get("categories_delimiter", "|")).cache()
+    parsed.where("reason IS NOT NULL").drop("item_id", "title", "categories").write.mode("overwrite").parquet(
+        layout.quarantine_items
+    )
+    dedupe_item_meta(parsed).write.mode("overwrite").parquet(layout.item_meta)
+    counts = {
+        row["bad"]: row["count"]
+        for row in parsed.selectExpr("reason IS NOT NULL AS bad").groupBy("bad").count().collect()
+    }
+    parsed.unpersist()
+    return {
+        "enabled": True,
+        "rows_read": sum(counts.values()),
+        "rows_quarantined": counts.get(True, 0),
+        "items": spark.read.parquet(layout.item_meta).count(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the prepare stage for one logical date."""
+    return job_main("prepare", run, __doc__, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Top-N lists that never contain an item the user has already seen, from ALS or popularity.
+
+Everything here works on per-user arrays: candidates arrive as ``array<struct<item_idx, score>>``
+sorted best first, and excluding the seen items is an order-preserving filter. To stay exact, a
+user who has seen s items is offered at least n + s candidates, so after the filter n unseen
+items are left whenever the catalogue has that many.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.ml.recommendation import ALSModel
+    from pyspark.sql import DataFrame
+
+
+def seen_items(interactions: DataFrame) -> DataFrame:
+    """Per user, the array of item indices they interacted with: user_idx, seen."""
+    from pyspark.sql import functions as F
+
+    return interactions.groupBy("user_idx").agg(F.collect_set("item_idx").alias("seen"))
+
+
+def candidate_count(n_seen_col: str, n: int):
+    """Candidates to request for a user: n + seen, rounded up to a power of two so that
+    users fall into a few request sizes (at most twice what is needed)."""
+    from pyspark.sql import functions as F
+
+    needed = F.col(n_seen_col) + F.lit(n)
+    return F.pow(F.lit(2), F.ceil(F.log2(F.greatest(needed, F.lit(1))))).cast("int")
+
+
+def als_candidates(model: ALSModel, seen: DataFrame, n: int) -> DataFrame:
+    """ALS candidates per user in ``seen``, enough of them for n unseen: user_idx, candidates."""
+    from pyspark.sql import functions as F
+
+    sized = (
+        seen.select("user_idx", F.size("seen").alias("n_seen"))
+        .select("user_idx", candidate_count("n_seen", n).alias("want"))
+        .cache()
+    )
+    sizes = sorted(row["want"] for row in sized.select("want").distinct().collect())
+    parts = [
+        model.recommendForUserSubset(sized.where(F.col("want") == size).select("user_idx"), size) for size in sizes
+    ]
+    sized.unpersist()
+    if not parts:
+        return seen.sparkSession.createDataFrame([], "user_idx int, candidates array<struct<item_idx:int,score:float>>")
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionByName(part)
+    return union.select(
+        "user_idx",
+        F.expr("transform(recommendations, r -> named_struct('item_idx', r.item_idx, 'score', r.rating))").alias(
+            "candidates"
+        ),
+    )
+
+
+def item_popularity(interactions: DataFrame) -> DataFrame:
+    """Number of distinct users per item, as a score: item_idx, score."""
+    from pyspark.sql import functions as F
+
+    return interactions.groupBy("item_idx").agg(F.countDistinct("user_idx").cast("double").alias("score"))
+
+
+def popular_candidates(popularity: DataFrame, seen: DataFrame, n: int) -> DataFrame:
+    """The most popular items as candidates for each user in ``seen``, n + seen of them."""
+    from pyspark.sql import functions as F
+
+    longest = seen.agg(F.max(F.size("seen"))).first()[0] or 0
+    ranked = popularity.orderBy(F.desc("score"), F.asc("item_idx")).limit(n + longest)
+    ranked_list = ranked.agg(
+        F.expr(
+            "array_sort(collect_list(named_struct('neg_score', -score, 'item_idx', item_idx, 'score', score)))"
+        ).alias("ordered")
+    ).select(F.expr("transform(ordered, r -> named_struct('item_idx', r.item_idx, 'score', r.score))").alias("ranked"))
+    return seen.crossJoin(F.broadcast(ranked_list)).select(
+        "user_idx", F.expr(f"slice(ranked, 1, size(seen) + {int(n)})").alias("candidates")
+    )
+
+
+def top_unseen(candidates: DataFrame, seen: DataFrame, n: int) -> DataFrame:
+    """Drop seen items from each user's candidates and keep the best n: user_idx, items."""
+    from pyspark.sql import functions as F
+
+    return candidates.join(seen, "user_idx", "left").select(
+        "user_idx",
+        F.expr(
+            f"slice(filter(candidates, c -> seen IS NULL OR NOT array_contains(seen, c.item_idx)), 1, {int(n)})"
+        ).alias("items"),
+    )

@@ -1,0 +1,83 @@
+"""Print a finished run in a few lines: where its Parquet is, a few users' lists, and ALS
+against popularity. Reads local run folders with pyarrow, no Spark.
+
+    python -m jobs.run_summary --run-date 2026-11-29 [--users 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from conf import load_config
+from jobs.metrics import METRIC_NAMES
+from jobs.run_layout import RunLayout
+
+
+def metrics_table(metrics: dict) -> list[str]:
+    """Lines comparing ALS and popularity metric by metric."""
+    k = metrics.get("k", "k")
+    lines = [f"    {'metric':<16}{'ALS':>10}{'popularity':>12}{'lift':>8}"]
+    for name in (*METRIC_NAMES, "coverage"):
+        als, pop = metrics["als"][name], metrics["popularity"][name]
+        lift = f"{als / pop:.2f}x" if pop else "-"
+        lines.append(f"    {name.replace('_k', f'_{k}'):<16}{als:>10.4f}{pop:>12.4f}{lift:>8}")
+    return lines
+
+
+def sample_lists(recommendations: Path, users: int, per_user: int = 5) -> list[str]:
+    """Lines showing the first users' top items (by user id order)."""
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(recommendations, format="parquet").to_table().to_pandas()
+    lines = []
+    for user_id in sorted(table["user_id"].unique())[:users]:
+        rows = table[table["user_id"] == user_id].sort_values("rank").head(per_user)
+        shown = ", ".join(f"{row.item_id} ({row.score:.3f})" for row in rows.itertuples())
+        lines.append(f"    {user_id}: {shown}, ...")
+    return lines
+
+
+def summary_lines(layout: RunLayout, users: int) -> list[str]:
+    """The whole summary of one completed run."""
+    manifest_path = Path(layout.manifest)
+    if not manifest_path.exists():
+        return [f"run {layout.run_date} is not complete: {manifest_path} does not exist"]
+    manifest = json.loads(manifest_path.read_text())
+    counts = manifest["counts"]
+    lines = [
+        f"==> run {manifest['run_id']} (code {manifest['code_version']})",
+        f"    recommendations: {layout.recommendations}  ({counts['output']['rows']} rows, "
+        f"{counts['output']['users']} users)",
+        f"    popular lists:   {layout.popular}",
+        f"    input rows {counts['input']['rows_read']}, quarantined {counts['quarantine']['rows']} "
+        f"{counts['quarantine']['by_reason']} -> {counts['quarantine']['path']}",
+        "    stage seconds: " + ", ".join(f"{stage} {secs:.1f}" for stage, secs in manifest["timings_seconds"].items()),
+        "==> a few users' top items (score):",
+        *sample_lists(Path(layout.recommendations), users),
+    ]
+    if manifest["metrics"].get("als"):
+        split = manifest["metrics"]["split"]
+        lines.append(f"==> evaluation on {split['users_evaluated']} users, holdout = {split['method']}:")
+        lines += metrics_table(manifest["metrics"])
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the summary of the run for --run-date."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--run-date", required=True)
+    parser.add_argument("--users", type=int, default=3)
+    args = parser.parse_args(argv)
+    layout = RunLayout.from_config(load_config(args.config), args.run_date)
+    lines = summary_lines(layout, args.users)
+    print("\n".join(lines))
+    return 0 if Path(layout.manifest).exists() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

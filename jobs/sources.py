@@ -1,0 +1,64 @@
+"""Reading input files (CSV, TSV or Parquet) as text columns, so that parsing, and rejecting
+what does not parse, happens in the job's own transforms rather than silently in a reader."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from jobs.stage import JobError
+from jobs.storage import absolute_uri
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+CORRUPT_RECORD = "_corrupt_record"
+SOURCE_FILE = "source_file"
+FORMATS = ("csv", "tsv", "parquet")
+
+
+def read_source(spark: SparkSession, source: dict) -> DataFrame:
+    """Read one configured source; every column comes back as a string, plus the malformed
+    raw line (``_corrupt_record``, CSV only) and the file each row came from."""
+    from pyspark.sql import functions as F
+
+    fmt = source.get("format")
+    if fmt not in FORMATS:
+        raise JobError(f"input format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    path = absolute_uri(source["path"])
+    try:
+        if fmt == "parquet":
+            frame = spark.read.parquet(path)
+            text_columns = [F.col(name).cast("string").alias(name) for name in frame.columns]
+            corrupt = F.lit(None).cast("string").alias(CORRUPT_RECORD)
+            return frame.select(*text_columns, corrupt, F.col("_metadata.file_path").alias(SOURCE_FILE))
+        return _read_delimited(spark, path, source, fmt)
+    except Exception as exc:  # noqa: BLE001 - Spark raises many types for a missing or unreadable path
+        if "PATH_NOT_FOUND" in str(exc) or "does not exist" in str(exc):
+            raise JobError(f"input not found: {path}") from exc
+        raise
+
+
+def _read_delimited(spark: SparkSession, path: str, source: dict, fmt: str) -> DataFrame:
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    options = {"sep": "\t" if fmt == "tsv" else source.get("delimiter", ","), "header": bool(source.get("header"))}
+    if source.get("header"):
+        names = spark.read.csv(path, **options).columns
+    elif source.get("names"):
+        names = list(source["names"])
+    else:
+        names = spark.read.csv(path, **options).columns  # _c0, _c1, ...
+    schema = StructType(
+        [StructField(name, StringType()) for name in names] + [StructField(CORRUPT_RECORD, StringType())]
+    )
+    frame = spark.read.csv(path, schema=schema, mode="PERMISSIVE", columnNameOfCorruptRecord=CORRUPT_RECORD, **options)
+    return frame.select("*", F.col("_metadata.file_path").alias(SOURCE_FILE))
+
+
+def require_columns(frame: DataFrame, wanted: dict, what: str) -> None:
+    """Fail with the available column names when a configured column is not in the input."""
+    missing = {role: name for role, name in wanted.items() if name and name not in frame.columns}
+    if missing:
+        available = [c for c in frame.columns if c not in (CORRUPT_RECORD, SOURCE_FILE)]
+        raise JobError(f"{what}: configured columns {missing} not found; the input has {available}")

@@ -1,0 +1,154 @@
+"""The Redis store contract, version 1: key layout, value encoding and id rules.
+
+The publish job (writer) and the API (reader) both import this module and nothing else
+decides what a key looks like. docs/store-contract.md is the same contract in prose.
+Standard library only: Spark executors import it.
+
+Keys, for key prefix P (``recs`` by default) and run id R:
+
+    {P}:current                  string   id of the current run (the pointer readers follow)
+    {P}:runs                     zset     run ids known to the store, score 0, ordered by id
+    {P}:lock:publish             string   publisher lock token (with a TTL)
+    P:run:R:meta                 string   JSON run metadata (see RunMeta fields below)
+    P:run:R:user:<user_id>       string   JSON top-N list for one user
+    P:run:R:popular:all          string   JSON popular list (unknown-user fallback)
+    P:run:R:popular:category:<c> string   JSON popular list of one category
+
+The three control keys share the ``{P}`` hash tag, so on Redis Cluster they sit in one slot
+and the pointer switch can be a single script. Per-run keys carry no hash tag and spread
+over the cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+
+CONTRACT_VERSION = 1
+MAX_ID_LENGTH = 256
+# ASCII control characters: refused in ids by the API and quarantined by prepare.
+# Written so that Python's re and Java's regex read it the same way.
+ID_FORBIDDEN_CHARS = r"[\x00-\x1f\x7f]"
+RUN_ID_PATTERN = re.compile(r"^[0-9A-Za-z][0-9A-Za-z_.-]{0,63}$")
+SCORE_DIGITS = 6
+
+_FORBIDDEN = re.compile(ID_FORBIDDEN_CHARS)
+_GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
+
+
+def id_problem(value: str) -> str | None:
+    """Why a user, item or category id is not acceptable, or None when it is."""
+    if value == "":
+        return "must not be empty"
+    if len(value) > MAX_ID_LENGTH:
+        return f"must be at most {MAX_ID_LENGTH} characters"
+    if _FORBIDDEN.search(value):
+        return "must not contain control characters"
+    return None
+
+
+def check_run_id(run_id: str) -> str:
+    """Return run_id if it has the shape run ids must have, else raise ValueError."""
+    if not RUN_ID_PATTERN.match(run_id or ""):
+        raise ValueError(f"invalid run id {run_id!r}: letters, digits, '_', '.', '-' only, at most 64")
+    return run_id
+
+
+def glob_escape(text: str) -> str:
+    """Escape text for use inside a Redis SCAN MATCH pattern."""
+    return _GLOB_SPECIAL.sub(r"\\\1", text)
+
+
+class KeyLayout:
+    """Builds every key of one key prefix; the only place key strings are spelt out."""
+
+    def __init__(self, prefix: str = "recs"):
+        if not prefix or "{" in prefix or "}" in prefix or ":" in prefix:
+            raise ValueError(f"invalid key prefix {prefix!r}: no braces or colons")
+        self.prefix = prefix
+
+    @property
+    def current(self) -> str:
+        return f"{{{self.prefix}}}:current"
+
+    @property
+    def runs(self) -> str:
+        return f"{{{self.prefix}}}:runs"
+
+    @property
+    def publish_lock(self) -> str:
+        return f"{{{self.prefix}}}:lock:publish"
+
+    def run_namespace(self, run_id: str) -> str:
+        """Common prefix of all of one run's keys."""
+        return f"{self.prefix}:run:{check_run_id(run_id)}"
+
+    def run_meta(self, run_id: str) -> str:
+        return f"{self.run_namespace(run_id)}:meta"
+
+    def user_recs(self, run_id: str, user_id: str) -> str:
+        return f"{self.run_namespace(run_id)}:user:{user_id}"
+
+    def popular(self, run_id: str, category: str | None = None) -> str:
+        if category is None:
+            return f"{self.run_namespace(run_id)}:popular:all"
+        return f"{self.run_namespace(run_id)}:popular:category:{category}"
+
+    def run_pattern(self, run_id: str) -> str:
+        """SCAN pattern matching every key of one run."""
+        return glob_escape(self.run_namespace(run_id)) + ":*"
+
+    def user_pattern(self, run_id: str) -> str:
+        """SCAN pattern matching the per-user keys of one run."""
+        return glob_escape(self.run_namespace(run_id)) + ":user:*"
+
+
+def encode_items(items: Iterable[tuple[str, float]]) -> bytes:
+    """Encode a ranked list as compact JSON: [[item_id, score], ...], best first."""
+    pairs = [[str(item_id), float(f"{float(score):.{SCORE_DIGITS}g}")] for item_id, score in items]
+    return json.dumps(pairs, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def decode_items(raw: bytes | str) -> list[tuple[str, float]]:
+    """Decode a ranked list written by encode_items; raises ValueError on anything else."""
+    value = json.loads(raw)
+    if not isinstance(value, list) or not all(
+        isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and isinstance(p[1], (int, float)) for p in value
+    ):
+        raise ValueError("ranked list is not [[item_id, score], ...]")
+    return [(item_id, float(score)) for item_id, score in value]
+
+
+# Fields every run's meta document carries; publishers may add more.
+RUN_META_FIELDS = (
+    "contract_version",
+    "run_id",
+    "run_date",
+    "published_at",
+    "status",
+    "counts",
+    "metrics",
+    "categories",
+)
+
+
+def encode_meta(meta: dict) -> bytes:
+    """Encode a run meta document as JSON."""
+    missing = [field for field in RUN_META_FIELDS if field not in meta]
+    if missing:
+        raise ValueError(f"run meta lacks {missing}")
+    return json.dumps(meta, separators=(",", ":"), sort_keys=True).encode("utf-8")
+
+
+def decode_meta(raw: bytes | str) -> dict:
+    """Decode a run meta document; raises ValueError when it is not one."""
+    meta = json.loads(raw)
+    if not isinstance(meta, dict) or any(field not in meta for field in RUN_META_FIELDS):
+        raise ValueError("run meta is not a contract document")
+    return meta
+
+
+def newest_first(run_ids: Sequence[str]) -> list[str]:
+    """Order run ids newest first; run ids sort by their text (date, then finish time)."""
+    return sorted(run_ids, reverse=True)

@@ -1,0 +1,87 @@
+"""Shared fixtures: one local SparkSession per test session, a private redis-server, and
+pipeline configs pointing at temporary folders."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import shutil
+import sys
+
+import pytest
+from processes import ROOT, RedisProcess
+
+from conf import load_config
+
+REDIS_INSTALL_HINT = (
+    "redis-server is not on PATH; the tests start their own private instance. Install it with "
+    "'sudo apt-get install -y redis-server' (Debian/Ubuntu) or 'brew install redis' (macOS)."
+)
+
+
+@pytest.fixture(scope="session")
+def spark(tmp_path_factory):
+    """A real local SparkSession shared by the whole test session."""
+    from pyspark.sql import SparkSession
+
+    checkpoints = tmp_path_factory.mktemp("spark-checkpoints")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # py4j logs from __del__ at interpreter exit, after pytest has closed its capture streams.
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("recs-tests")
+        .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.default.parallelism", "4")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.memory", "2g")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    session.sparkContext.setCheckpointDir(str(checkpoints))
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real redis-server started for this test session, never the machine's shared one."""
+    if shutil.which("redis-server") is None:
+        pytest.fail(REDIS_INSTALL_HINT, pytrace=False)
+    server = RedisProcess(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_client(redis_server):
+    """A client on the private server, with the database emptied before the test."""
+    import redis
+
+    if redis_server.process is None or redis_server.process.poll() is not None:
+        redis_server.start()
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def base_config():
+    """The repository's pipeline config, without any RECS__ variables of the caller applied."""
+    return load_config(ROOT / "conf" / "pipeline.yaml", environ={})
+
+
+@pytest.fixture
+def pipeline_config(base_config, tmp_path):
+    """A pipeline config whose data and run folders live under this test's tmp_path."""
+    cfg = copy.deepcopy(base_config)
+    cfg["paths"]["runs_root"] = str(tmp_path / "runs")
+    cfg["input"]["path"] = str(tmp_path / "data" / "interactions")
+    cfg["items"]["path"] = str(tmp_path / "data" / "items")
+    cfg["train"].update(rank=8, max_iter=6, num_user_blocks=2, num_item_blocks=2)
+    return cfg

@@ -1,0 +1,87 @@
+"""evaluate's holdout split and recommend's output shaping, on inline DataFrames."""
+
+import pytest
+from pyspark.testing import assertDataFrameEqual
+
+from jobs.evaluate import mark_holdout
+from jobs.recommend import category_popular, overall_popular, ranked_rows
+from jobs.stage import JobError
+
+
+def holdout_items(frame):
+    return sorted((r["user_idx"], r["item_idx"]) for r in frame.where("holdout").collect())
+
+
+def test_holdout_takes_each_users_latest_fraction(spark):
+    rows = [(1, item, float(item)) for item in range(1, 6)]  # user 1: five, latest is item 5
+    rows += [(2, 10, 1.0), (2, 11, 2.0)]  # user 2: below min_user_interactions
+    rows += [(3, 20, 5.0), (3, 21, 9.0), (3, 22, 1.0)]  # user 3: floor(3 * 0.4) = 1
+    frame = spark.createDataFrame(
+        [(u, i, 1.0, int(t)) for u, i, t in rows], "user_idx int, item_idx int, weight double, ts long"
+    )
+    marked = mark_holdout(frame, 0.4, 3, seed=1)
+    assert holdout_items(marked) == [(1, 4), (1, 5), (3, 21)]
+    assert marked.count() == frame.count()
+
+
+def test_holdout_keeps_at_least_one_and_breaks_ties_reproducibly(spark):
+    frame = spark.createDataFrame(
+        [(1, i, 1.0, 100) for i in range(4)], "user_idx int, item_idx int, weight double, ts long"
+    )
+    first = holdout_items(mark_holdout(frame, 0.1, 2, seed=3))
+    assert len(first) == 1
+    assert holdout_items(mark_holdout(frame.repartition(3), 0.1, 2, seed=3)) == first
+
+
+def test_holdout_fraction_must_be_a_fraction(spark):
+    frame = spark.createDataFrame([(1, 1, 1.0, 1)], "user_idx int, item_idx int, weight double, ts long")
+    with pytest.raises(JobError, match="holdout_fraction"):
+        mark_holdout(frame, 1.0, 2, seed=1)
+
+
+def test_ranked_rows_map_back_to_string_ids(spark):
+    top = spark.createDataFrame(
+        [(0, [(1, 0.9), (0, 0.5)]), (1, [(0, 0.7)])], "user_idx int, items array<struct<item_idx:int,score:float>>"
+    )
+    users = spark.createDataFrame([("alice", 0), ("9007199254740993", 1)], "user_id string, user_idx int")
+    items = spark.createDataFrame([("sku:a", 0), ("sku:b", 1)], "item_id string, item_idx int")
+    expected = spark.createDataFrame(
+        [("alice", 1, "sku:b", 0.9), ("alice", 2, "sku:a", 0.5), ("9007199254740993", 1, "sku:a", 0.7)],
+        "user_id string, rank int, item_id string, score double",
+    )
+    assertDataFrameEqual(ranked_rows(top, users, items), expected, rtol=1e-6)
+
+
+@pytest.fixture
+def popularity(spark):
+    return spark.createDataFrame([(0, 5.0), (1, 9.0), (2, 5.0), (3, 1.0)], "item_idx int, score double")
+
+
+@pytest.fixture
+def items(spark):
+    return spark.createDataFrame([("d", 0), ("a", 1), ("c", 2), ("b", 3)], "item_id string, item_idx int")
+
+
+def test_overall_popular_ranks_by_score_then_id(spark, popularity, items):
+    expected = spark.createDataFrame(
+        [("all", None, 1, "a", 9.0), ("all", None, 2, "c", 5.0), ("all", None, 3, "d", 5.0)],
+        "scope string, category string, rank int, item_id string, score double",
+    )
+    assertDataFrameEqual(overall_popular(popularity, items, 3), expected)
+
+
+def test_category_popular_ranks_within_each_category(spark, popularity, items):
+    meta = spark.createDataFrame(
+        [("a", "A", ["x"]), ("b", "B", ["x", "y"]), ("c", "C", ["y"]), ("d", "D", [])],
+        "item_id string, title string, categories array<string>",
+    )
+    expected = spark.createDataFrame(
+        [
+            ("category", "x", 1, "a", 9.0),
+            ("category", "x", 2, "b", 1.0),
+            ("category", "y", 1, "c", 5.0),
+            ("category", "y", 2, "b", 1.0),
+        ],  # fmt: skip
+        "scope string, category string, rank int, item_id string, score double",
+    )
+    assertDataFrameEqual(category_popular(popularity, items, meta, 2), expected)

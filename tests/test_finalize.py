@@ -1,0 +1,48 @@
+"""finalize: run ids, secret redaction, and refusing incomplete runs."""
+
+import datetime as dt
+
+import pytest
+
+from jobs import finalize, storage
+from jobs.run_layout import RunLayout, parse_run_date
+from jobs.stage import JobError
+
+
+def test_run_id_sorts_by_date_then_finish_time():
+    early = finalize.make_run_id("2026-11-28", dt.datetime(2026, 11, 30, 1, 0, 0, 5000, tzinfo=dt.UTC))
+    late = finalize.make_run_id("2026-11-29", dt.datetime(2026, 11, 29, 2, 0, 0, tzinfo=dt.UTC))
+    rerun = finalize.make_run_id("2026-11-29", dt.datetime(2026, 11, 29, 3, 0, 0, tzinfo=dt.UTC))
+    assert early == "2026-11-28_20261130T010000005Z"
+    assert sorted([rerun, early, late]) == [early, late, rerun]
+
+
+def test_redact_secrets_removes_passwords_only():
+    cfg = {"publish": {"redis_url": "rediss://recs:s3cret@redis.internal:6380/0", "plain": "redis://h:1/0"}, "n": 3}
+    clean = finalize.redact_secrets(cfg)
+    assert clean["publish"]["redis_url"] == "rediss://recs:***@redis.internal:6380/0"
+    assert clean["publish"]["plain"] == "redis://h:1/0"
+    assert cfg["publish"]["redis_url"].endswith("s3cret@redis.internal:6380/0")
+
+
+def test_run_date_must_be_iso():
+    assert parse_run_date("2026-02-03") == "2026-02-03"
+    with pytest.raises(ValueError, match="YYYY-MM-DD"):
+        parse_run_date("03/02/2026")
+
+
+def test_finalize_refuses_a_run_with_missing_stages(spark, tmp_path):
+    layout = RunLayout(str(tmp_path), "2026-11-29")
+    storage.write_json(spark, layout.stage_report("prepare"), {"stage": "prepare"})
+    with pytest.raises(JobError, match=r"missing stage reports for \['train', 'evaluate', 'recommend'\]"):
+        finalize.run(spark, {}, layout)
+    assert not storage.exists(spark, layout.manifest)
+
+
+def test_storage_round_trips_text_atomically(spark, tmp_path):
+    target = str(tmp_path / "a" / "doc.json")
+    storage.write_json(spark, target, {"b": 1})
+    storage.write_json(spark, target, {"b": 2})
+    assert storage.read_json(spark, target) == {"b": 2}
+    assert not (tmp_path / "a" / "doc.json.tmp").exists()
+    assert storage.read_json(spark, str(tmp_path / "missing.json")) is None
