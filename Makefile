@@ -14,6 +14,11 @@ BUNDLE := $(CURDIR)/dist/recs_jobs.zip
 VAR := $(CURDIR)/var
 RUN_DATE ?= $(shell date -u +%F)
 DEMO_INTERACTIONS ?= 300000
+DEMO_REDIS_PORT ?= 6399
+API_PORT ?= 8000
+# The demo publishes to REDIS_URL when it is set, else to a redis-server it starts itself.
+DEMO_REDIS_URL := $(if $(REDIS_URL),$(REDIS_URL),redis://127.0.0.1:$(DEMO_REDIS_PORT)/0)
+REDIS_HINT := "  Debian/Ubuntu: sudo apt-get install -y redis-server | macOS: brew install redis | or set REDIS_URL=redis://host:port/0"
 
 export PATH := $(VENV)/bin:$(PATH)
 export PYTHONPATH := $(CURDIR)
@@ -37,9 +42,8 @@ prereqs: ## Check Python, Java and redis-server, and say how to install what is 
 	@major=$$(java -version 2>&1 | awk -F'"' '/version/ {split($$2, v, "."); print (v[1] == 1 ? v[2] : v[1])}'); \
 	  [ "$${major:-0}" -ge 17 ] || { echo "error: Java 17+ is needed, found Java $$major."; \
 	  echo "  Debian/Ubuntu: sudo apt-get install -y openjdk-17-jre-headless"; exit 1; }
-	@command -v redis-server >/dev/null || { echo "error: redis-server is needed (tests start their own)."; \
-	  echo "  Debian/Ubuntu: sudo apt-get install -y redis-server"; \
-	  echo "  macOS:         brew install redis"; exit 1; }
+	@command -v redis-server >/dev/null || [ -n "$(REDIS_URL)" ] || { \
+	  echo "error: redis-server is needed (the tests and the demo start their own)."; echo $(REDIS_HINT); exit 1; }
 	@ls /usr/lib/*/libblas.so.3 /usr/lib/libblas.so.3 >/dev/null 2>&1 || \
 	  echo "note: no native BLAS found; ALS runs on Java BLAS. For about 1.6x faster training: sudo apt-get install -y libopenblas0-pthread liblapack3"
 
@@ -58,7 +62,7 @@ bundle: $(VENV_STAMP) ## Zip the project's code for spark-submit --py-files
 	@$(VENV_PY) -m jobs.bundle $(BUNDLE) >/dev/null
 
 .PHONY: demo
-demo: venv bundle ## Generate data, run the nightly DAG once, show the results
+demo: venv bundle demo-redis ## Generate data, run the nightly DAG once, publish, serve, show the results
 	@mkdir -p $(VAR)/logs
 	@echo "==> generating $(DEMO_INTERACTIONS) interactions (plus 9 bad rows) into var/data"
 	@$(VENV_PY) -m jobs.generate_data --out $(VAR)/data --interactions $(DEMO_INTERACTIONS) \
@@ -66,14 +70,60 @@ demo: venv bundle ## Generate data, run the nightly DAG once, show the results
 	@echo "==> preparing Airflow metadata (SQLite in var/airflow)"
 	@airflow db migrate > $(VAR)/logs/airflow-db.log 2>&1 || { tail -n 40 $(VAR)/logs/airflow-db.log; exit 1; }
 	@echo "==> running DAG nightly_recommendations for $(RUN_DATE) (full log: var/logs/demo-dag.log)"
-	@RECS__SCHEDULE__RETRIES=0 airflow dags test nightly_recommendations $(RUN_DATE) 2>&1 \
+	@REDIS_URL=$(DEMO_REDIS_URL) RECS__SCHEDULE__RETRIES=0 airflow dags test nightly_recommendations $(RUN_DATE) 2>&1 \
 	  | tee $(VAR)/logs/demo-dag.log \
 	  | { grep --line-buffered -oE "\[recs\.[a-z_]+\] [^[]*|Task failed with exception|DagRun failed" || true; } \
 	  | sed -u -e 's/^\[recs\.[a-z_]*\] /    /' -e 's/ *$$//'
 	@$(VENV_PY) -m jobs.run_summary --run-date $(RUN_DATE)
+	@$(MAKE) --no-print-directory api-up
+	@echo "==> the API answers (gunicorn on port $(API_PORT), Redis $(DEMO_REDIS_URL)):"
+	@$(VENV_PY) -m serving.examples http://127.0.0.1:$(API_PORT) \
+	  $$($(VENV_PY) -c 'import pyarrow.dataset as d, pyarrow.compute as c; t = d.dataset("$(VAR)/runs/$(RUN_DATE)/recommendations").to_table(columns=["user_id"]); print(c.min(t["user_id"]))')
+	@echo "==> API and Redis keep running in the background; stop them with: make stop"
+
+.PHONY: demo-redis
+demo-redis: ## Start the demo's own redis-server unless REDIS_URL is set
+	@mkdir -p $(VAR)/redis
+	@if [ -n "$(REDIS_URL)" ]; then echo "==> using Redis at REDIS_URL"; \
+	elif [ -f $(VAR)/redis/redis.pid ] && kill -0 $$(cat $(VAR)/redis/redis.pid) 2>/dev/null; then \
+	  echo "==> demo redis-server already running on port $(DEMO_REDIS_PORT)"; \
+	elif ! command -v redis-server >/dev/null; then \
+	  echo "error: no Redis for the demo: redis-server is not installed and REDIS_URL is not set."; echo $(REDIS_HINT); exit 1; \
+	else echo "==> starting redis-server on port $(DEMO_REDIS_PORT) (data in memory only)"; \
+	  redis-server --port $(DEMO_REDIS_PORT) --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+	    --dir $(VAR)/redis --pidfile $(VAR)/redis/redis.pid --logfile $(VAR)/redis/redis.log || { \
+	    echo "error: redis-server did not start on port $(DEMO_REDIS_PORT) (in use? set DEMO_REDIS_PORT=...)"; exit 1; }; \
+	  for i in $$(seq 50); do $(VENV_PY) -c 'import redis; redis.Redis(port=$(DEMO_REDIS_PORT)).ping()' 2>/dev/null && break; \
+	    sleep 0.1; done; \
+	fi
+
+.PHONY: api-up
+api-up: $(VENV_STAMP) ## Start the API under gunicorn in the background (used by the demo)
+	@mkdir -p $(VAR)/logs
+	@if [ -f $(VAR)/api.pid ] && kill -0 $$(cat $(VAR)/api.pid) 2>/dev/null; then kill $$(cat $(VAR)/api.pid); sleep 1; fi
+	@RECS_API_REDIS_URL=$(DEMO_REDIS_URL) RECS_API_BIND=127.0.0.1:$(API_PORT) $(VENV)/bin/gunicorn \
+	  -c conf/gunicorn.conf.py --daemon --pid $(VAR)/api.pid --error-logfile $(VAR)/logs/api.log 'serving:create_app()'
+	@for i in $$(seq 100); do \
+	  $(VENV_PY) -c 'import urllib.request as u; u.urlopen("http://127.0.0.1:$(API_PORT)/healthz", timeout=1)' 2>/dev/null && exit 0; \
+	  sleep 0.2; done; echo "error: the API did not start; see var/logs/api.log"; exit 1
+
+.PHONY: stop
+stop: ## Stop the demo's API and redis-server
+	@if [ -f $(VAR)/api.pid ] && kill -0 $$(cat $(VAR)/api.pid) 2>/dev/null; then kill $$(cat $(VAR)/api.pid) && echo "stopped the API"; fi
+	@rm -f $(VAR)/api.pid
+	@if [ -f $(VAR)/redis/redis.pid ] && kill -0 $$(cat $(VAR)/redis/redis.pid) 2>/dev/null; then \
+	  kill $$(cat $(VAR)/redis/redis.pid) && echo "stopped the demo redis-server"; fi
+
+.PHONY: serve
+serve: venv ## Run the API under gunicorn in the foreground (conf/gunicorn.conf.py, REDIS_URL)
+	@$(VENV)/bin/gunicorn -c conf/gunicorn.conf.py 'serving:create_app()'
+
+.PHONY: dev
+dev: venv ## Flask's debug server with reload, for development only
+	@FLASK_DEBUG=1 $(VENV)/bin/flask --app 'serving:create_app()' run --port $(API_PORT)
 
 .PHONY: run
-run: venv ## Run the whole pipeline without Airflow (python -m jobs.pipeline)
+run: venv bundle ## Run the whole pipeline without Airflow, publish included (python -m jobs.pipeline)
 	@$(VENV_PY) -m jobs.pipeline --run-date $(RUN_DATE)
 
 .PHONY: test

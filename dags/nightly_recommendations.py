@@ -10,10 +10,14 @@ Builds the day's top-N recommendations for the logical date (`ds`) with Spark AL
 | `evaluate` | `jobs/evaluate.py` | holdout metrics, ALS vs popularity |
 | `recommend` | `jobs/recommend.py` | `recommendations/` and `popular/` Parquet |
 | `finalize` | `jobs/finalize.py` | `manifest.json`, the completion marker |
+| `publish` | `jobs/publish.py` | the run in Redis, made current in one atomic step |
 
 Every task is one `spark-submit` through the Airflow connection named in
 `schedule.spark_conn_id` (default `spark_recs`). Its host is the Spark master: `local[*]` on a
 laptop, `spark://head:7077`, `yarn` or `k8s://https://...` on a cluster. Nothing else changes.
+
+`publish` loads Redis from `publish.redis_url` (or `REDIS_URL`) and refuses a run older than the
+one being served; roll back with `python -m serving.admin rollback`.
 
 Settings come from `conf/pipeline.yaml` (or the file in `RECS_CONFIG`), and any of them can be
 overridden with `RECS__SECTION__KEY` environment variables. A re-run of a date replaces that
@@ -75,9 +79,9 @@ with DAG(
         "execution_timeout": timedelta(minutes=float(schedule_cfg["execution_timeout_minutes"])),
     },
 ) as dag:
-    prepare, train, evaluate, recommend, finalize = (
-        spark_job(job) for job in ("prepare", "train", "evaluate", "recommend", "finalize")
+    prepare, train, evaluate, recommend, finalize, publish = (
+        spark_job(job) for job in ("prepare", "train", "evaluate", "recommend", "finalize", "publish")
     )
     prepare >> [train, evaluate]
     train >> recommend
-    [recommend, evaluate] >> finalize
+    [recommend, evaluate] >> finalize >> publish

@@ -71,16 +71,28 @@ def run_stage(spark: SparkSession, cfg: dict, layout: RunLayout, stage: str, bod
     return report
 
 
-def job_main(stage: str, body: StageBody, description: str, argv: Sequence[str] | None = None) -> int:
-    """Entry point shared by the jobs: parse, build Spark, run the stage, map refusals to exit 2."""
+def run_job(
+    name: str,
+    description: str,
+    argv: Sequence[str] | None,
+    action: Callable[[SparkSession, dict, RunLayout, argparse.Namespace], object],
+    add_arguments: Callable | None = None,
+    refusals: tuple[type[Exception], ...] = (),
+) -> int:
+    """The shape of every job's main: parse, load config, build Spark, act; a refusal exits 2."""
     configure_logging()
-    args = parse_job_args(description, argv)
+    args = parse_job_args(description, argv, extra=add_arguments)
     try:
         cfg = load_config(args.config)
         layout = RunLayout.from_config(cfg, args.run_date)
-        with spark_session(cfg["spark"], f"recs-{stage}-{args.run_date}") as spark:
-            run_stage(spark, cfg, layout, stage, body)
-    except (JobError, ConfigError) as exc:
-        log.error("stage %s refused: %s", stage, exc)
+        with spark_session(cfg["spark"], f"recs-{name}-{args.run_date}") as spark:
+            action(spark, cfg, layout, args)
+    except (JobError, ConfigError, *refusals) as exc:
+        log.error("%s refused: %s", name, exc)
         return EXIT_REFUSED
     return 0
+
+
+def job_main(stage: str, body: StageBody, description: str, argv: Sequence[str] | None = None) -> int:
+    """Entry point of a build stage: run_job around run_stage."""
+    return run_job(stage, description, argv, lambda spark, cfg, layout, _: run_stage(spark, cfg, layout, stage, body))

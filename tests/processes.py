@@ -22,9 +22,10 @@ def free_port() -> int:
 class RedisProcess:
     """A private redis-server on a free port, which tests may stop and start again."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, persistent: bool = False):
         self.workdir = workdir
         self.port = free_port()
+        self.persistent = persistent
         self.process: subprocess.Popen | None = None
 
     @property
@@ -35,8 +36,10 @@ class RedisProcess:
         """Start the server (same port as before) and wait until it answers."""
         import redis
 
+        # A persistent server keeps its data across stop() and start(), through an append-only file.
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *persistence,
              "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
@@ -66,3 +69,47 @@ def project_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT)
     env.update(extra)
     return env
+
+
+class ApiServer:
+    """The lookup API under gunicorn, the production server, as a real process on a free port."""
+
+    def __init__(self, redis_url: str, log_path: Path, **settings: str):
+        self.port = free_port()
+        self.log_path = log_path
+        self.env = project_env(
+            RECS_API_BIND=f"127.0.0.1:{self.port}",
+            RECS_API_REDIS_URL=redis_url,
+            **{f"RECS_API_{key.upper()}": str(value) for key, value in settings.items()},
+        )
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start gunicorn and wait until /healthz answers."""
+        import requests
+
+        gunicorn = str(Path(sys.executable).parent / "gunicorn")
+        with open(self.log_path, "w") as log:
+            self.process = subprocess.Popen(
+                [gunicorn, "-c", str(ROOT / "conf" / "gunicorn.conf.py"), "serving:create_app()"],
+                env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"gunicorn did not start; see {self.log_path}")
+
+    def stop(self) -> None:
+        """Stop gunicorn gracefully."""
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=20)

@@ -63,7 +63,8 @@ def test_task_edges(dag):
         "train": {"recommend"},
         "evaluate": {"finalize"},
         "recommend": {"finalize"},
-        "finalize": set(),
+        "finalize": {"publish"},
+        "publish": set(),
     }
 
 

@@ -1,6 +1,7 @@
 """End to end: a real `airflow dags test` run of the nightly DAG, every task a spark-submit,
 on a generated MovieLens-style dataset (tab-separated, no header, epoch seconds) with
-injected bad rows. Then a re-run of two stages through the CLI."""
+injected bad rows, published to a real redis-server and read back through the API. Then a
+re-run of two stages through the CLI."""
 
 from __future__ import annotations
 
@@ -25,8 +26,9 @@ PARAMS = GeneratorParams(users=400, items=300, interactions=24000, categories=8,
 BAD_ROWS = 18
 
 
-def pipeline_env(tmp: Path) -> dict[str, str]:
+def pipeline_env(tmp: Path, redis_url: str) -> dict[str, str]:
     overrides = {
+        "RECS__PUBLISH__REDIS_URL": redis_url,
         "RECS__INPUT__PATH": str(tmp / "data" / "interactions"),
         "RECS__INPUT__FORMAT": "tsv",
         "RECS__INPUT__HEADER": "false",
@@ -64,12 +66,15 @@ def run_logged(command: list[str], env: dict[str, str], log: Path, timeout: int)
 
 
 @pytest.fixture(scope="module")
-def dag_run(spark, tmp_path_factory):
+def dag_run(spark, tmp_path_factory, redis_server):
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushdb()
     tmp = tmp_path_factory.mktemp("e2e")
     generated = generate_data.generate(
         spark, PARAMS, str(tmp / "data"), "tsv", header=False, iso=False, bad=BAD_ROWS, partitions=2
     )
-    env = pipeline_env(tmp)
+    env = pipeline_env(tmp, redis_server.url)
     airflow = str(Path(sys.executable).parent / "airflow")
     run_logged([airflow, "db", "migrate"], env, tmp / "db.log", timeout=300)
     run_logged([airflow, "dags", "test", "nightly_recommendations", RUN_DATE], env, tmp / "dag.log", timeout=1500)
@@ -146,12 +151,41 @@ def test_manifest_is_complete(dag_run):
     assert popular.loc[popular["scope"] == "category", "category"].nunique() == PARAMS.categories
 
 
+def test_the_run_is_published_and_served(dag_run, recommendations, redis_server):
+    import redis
+
+    from serving import create_app
+    from serving.contract import KeyLayout
+    from serving.publishing import count_user_keys
+
+    run_id = dag_run["manifest"]["run_id"]
+    client = redis.Redis.from_url(redis_server.url)
+    assert client.get(KeyLayout("recs").current).decode() == run_id
+    assert count_user_keys(client, KeyLayout("recs"), run_id) == recommendations["user_id"].nunique()
+    app = create_app({"REDIS_URL": redis_server.url, "MAX_N": TOP_N})
+    try:
+        for user_id in sorted(recommendations["user_id"].unique())[:5]:
+            body = app.test_client().get(f"/v1/recommendations/{user_id}?n={TOP_N}").get_json()
+            expected = recommendations[recommendations["user_id"] == user_id].sort_values("rank")
+            assert body["run_id"] == run_id and body["source"] == "personalized"
+            assert [item["item_id"] for item in body["items"]] == list(expected["item_id"])
+            assert [item["score"] for item in body["items"]] == pytest.approx(list(expected["score"]), rel=1e-5)
+    finally:
+        app.extensions["recs_store"].close()
+
+
 def test_rerun_of_stages_through_the_cli_replaces_the_run(dag_run, recommendations):
     before = dag_run["manifest"]["run_id"]
-    command = [sys.executable, "-m", "jobs.pipeline", "--run-date", RUN_DATE, "--stages", "recommend,finalize"]
+    command = [sys.executable, "-m", "jobs.pipeline", "--run-date", RUN_DATE, "--stages", "recommend,finalize,publish"]
     run_logged(command, dag_run["env"], dag_run["tmp"] / "rerun.log", timeout=600)
     manifest = json.loads((dag_run["run_dir"] / "manifest.json").read_text())
     assert manifest["run_id"] > before
     again = pd.read_parquet(dag_run["run_dir"] / "recommendations")
     assert len(again) == len(recommendations)
     assert set(again["user_id"]) == set(recommendations["user_id"])
+    import redis
+
+    from serving.contract import KeyLayout
+
+    current = redis.Redis.from_url(dag_run["env"]["RECS__PUBLISH__REDIS_URL"]).get(KeyLayout("recs").current)
+    assert current.decode() == manifest["run_id"], "the re-run of the same date was published over the old one"

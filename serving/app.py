@@ -1,0 +1,64 @@
+"""The Flask application factory (reached through ``serving.create_app``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from flask import Flask
+
+from serving.contract import KeyLayout
+from serving.errors import register_error_handlers
+from serving.lookups import DOWN_MODES
+from serving.redis_conn import RedisSettings, connect
+from serving.routes import AnyTextConverter, api, ops
+from serving.store import RecommendationStore
+
+DEFAULTS_FILE = Path(__file__).resolve().parents[1] / "conf" / "serving.yaml"
+ENV_PREFIX = "RECS_API"
+
+
+def build_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: defaults from conf/serving.yaml, then RECS_API_* variables, then ``config``."""
+    app = Flask(__name__)
+    app.url_map.converters["any_text"] = AnyTextConverter
+    app.config.from_file(str(DEFAULTS_FILE), load=yaml.safe_load)
+    if os.environ.get("REDIS_URL") and not os.environ.get(f"{ENV_PREFIX}_REDIS_URL"):
+        app.config["REDIS_URL"] = os.environ["REDIS_URL"]
+    app.config.from_prefixed_env(ENV_PREFIX)
+    app.config.update(config or {})
+    _check_config(app.config)
+    app.json.sort_keys = False
+    init_store(app)
+    app.register_blueprint(api)
+    app.register_blueprint(ops)
+    register_error_handlers(app)
+    return app
+
+
+def init_store(app: Flask) -> None:
+    """Create the app's one Redis client and store; routes reach it through app.extensions."""
+    settings = RedisSettings(
+        url=app.config["REDIS_URL"],
+        cluster=bool(app.config["REDIS_CLUSTER"]),
+        socket_timeout=float(app.config["REDIS_SOCKET_TIMEOUT_SECONDS"]),
+        connect_timeout=float(app.config["REDIS_CONNECT_TIMEOUT_SECONDS"]),
+        retries=int(app.config["REDIS_RETRIES"]),
+        max_connections=int(app.config["REDIS_MAX_CONNECTIONS"]),
+        client_name="recs-api",
+    )
+    app.extensions["recs_store"] = RecommendationStore(
+        connect(settings),
+        KeyLayout(app.config["KEY_PREFIX"]),
+        refresh_seconds=float(app.config["POINTER_REFRESH_SECONDS"]),
+        retry_after_seconds=float(app.config["REDIS_RETRY_AFTER_SECONDS"]),
+    )
+
+
+def _check_config(config) -> None:
+    if config["REDIS_DOWN_MODE"] not in DOWN_MODES:
+        raise ValueError(f"REDIS_DOWN_MODE must be one of {DOWN_MODES}, got {config['REDIS_DOWN_MODE']!r}")
+    if not 1 <= int(config["DEFAULT_N"]) <= int(config["MAX_N"]):
+        raise ValueError("DEFAULT_N must be between 1 and MAX_N")

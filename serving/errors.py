@@ -1,0 +1,76 @@
+"""Every error the API can answer with, and the one place they become HTTP responses.
+
+Clients always get JSON, ``{"error": <code>, "detail": <text>}``, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+from serving.store import NoCurrentRun, StoreDataError, StoreUnavailable
+
+log = logging.getLogger("recs.api")
+
+
+class ApiError(Exception):
+    """An error with an HTTP status and a stable machine-readable code."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, detail: str):
+        super().__init__(detail)
+        self.detail = detail
+
+
+class BadRequest(ApiError):
+    """The request is malformed; the detail says which parameter and why."""
+
+    status = 400
+    code = "bad_request"
+
+
+class NotFound(ApiError):
+    """The thing asked for does not exist in the current run."""
+
+    status = 404
+    code = "not_found"
+
+
+# Store errors, typed at the store boundary, and the answer each one gets. Details stay
+# generic: hosts, ports and key names are for the server log, not for clients.
+STORE_ERRORS = {
+    StoreUnavailable: (503, "store_unavailable", "the recommendation store is unavailable; try again shortly"),
+    NoCurrentRun: (503, "no_published_run", "no recommendations have been published yet"),
+    StoreDataError: (500, "store_data_error", "stored data is invalid"),
+}
+
+
+def error_response(status: int, code: str, detail: str):
+    """A JSON error body with its status."""
+    return jsonify(error=code, detail=detail), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Map typed errors, HTTP errors and anything unexpected to JSON responses."""
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return error_response(exc.status, exc.code, exc.detail)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return error_response(exc.code or 500, code, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        for error_type, (status, code, detail) in STORE_ERRORS.items():
+            if isinstance(exc, error_type):
+                log.warning("%s: %s", code, exc)
+                return error_response(status, code, detail)
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "the server failed to answer this request")

@@ -1,0 +1,75 @@
+"""What each endpoint answers, built from one run snapshot per request."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from serving.errors import NotFound
+from serving.store import NoCurrentRun, RankedList, RecommendationStore, RunSnapshot, StoreDataError, StoreUnavailable
+
+DOWN_MODES = ("fallback", "unavailable")
+
+
+def ranked_items(items: RankedList | tuple, n: int) -> list[dict]:
+    """The first n entries as JSON objects with 1-based ranks."""
+    return [{"item_id": item_id, "score": score, "rank": rank} for rank, (item_id, score) in enumerate(items[:n], 1)]
+
+
+def _fallback_snapshot(store: RecommendationStore, down_mode: str, cause: StoreUnavailable) -> RunSnapshot:
+    """The in-memory copy of the last loaded run, when config allows answering from it."""
+    snapshot = store.last_good()
+    if down_mode != "fallback" or snapshot is None:
+        raise cause
+    return snapshot
+
+
+def recommendations(store: RecommendationStore, user_id: str, n: int, down_mode: str) -> dict:
+    """A user's list: personalized if the current run knows the user, else the popular list."""
+    try:
+        snapshot = store.current()
+        items = store.user_items(snapshot, user_id)
+        source = "personalized"
+        if items is None:
+            items, source = snapshot.popular, "popular"
+    except StoreUnavailable as exc:
+        snapshot = _fallback_snapshot(store, down_mode, exc)
+        items, source = snapshot.popular, "fallback"
+    return {"user_id": user_id, "run_id": snapshot.run_id, "source": source, "items": ranked_items(items, n)}
+
+
+def popular(store: RecommendationStore, n: int, category: str | None, down_mode: str) -> dict:
+    """The overall popular list, or one category's."""
+    try:
+        snapshot = store.current()
+        items, source = snapshot.popular, "popular"
+        if category is not None:
+            items = store.category_items(snapshot, category)
+            if items is None:
+                raise NotFound(f"category {category!r} has no popular list in run {snapshot.run_id}")
+    except StoreUnavailable as exc:
+        if category is not None:
+            raise  # only the overall list is kept in memory
+        snapshot = _fallback_snapshot(store, down_mode, exc)
+        items, source = snapshot.popular, "fallback"
+    return {"run_id": snapshot.run_id, "source": source, "category": category, "items": ranked_items(items, n)}
+
+
+def readiness(store: RecommendationStore, now: dt.datetime) -> tuple[bool, dict]:
+    """Whether the API can serve: Redis answers and a current run exists, with that run's age."""
+    if not store.ping():
+        return False, {"ready": False, "reason": "redis_unreachable"}
+    try:
+        snapshot = store.refresh()
+    except StoreDataError:
+        return False, {"ready": False, "reason": "store_data_error"}
+    except (StoreUnavailable, NoCurrentRun):
+        snapshot = None
+    if snapshot is None:
+        return False, {"ready": False, "reason": "no_published_run"}
+    published = dt.datetime.fromisoformat(snapshot.meta["published_at"])
+    return True, {
+        "ready": True,
+        "run_id": snapshot.run_id,
+        "published_at": snapshot.meta["published_at"],
+        "age_seconds": round((now - published).total_seconds(), 3),
+    }

@@ -1,0 +1,43 @@
+"""Redis clients for the API, the publisher and the admin CLI, built from one URL.
+
+``redis://[user:password@]host:port/db`` or ``rediss://...`` for TLS; TLS options ride in the
+query string, e.g. ``rediss://recs:secret@cache:6380/0?ssl_ca_certs=/etc/ssl/ca.pem``. With
+``cluster=True`` the URL names any node of a Redis Cluster.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """How to reach Redis: URL, cluster mode, timeouts and bounded retries."""
+
+    url: str
+    cluster: bool = False
+    socket_timeout: float = 1.0
+    connect_timeout: float = 1.0
+    retries: int = 1
+    max_connections: int = 64
+    client_name: str = "recs"
+
+
+def connect(settings: RedisSettings):
+    """A pooled Redis (or RedisCluster) client with timeouts and exponential-backoff retries."""
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
+
+    options = {
+        "socket_timeout": settings.socket_timeout,
+        "socket_connect_timeout": settings.connect_timeout,
+        "retry": Retry(ExponentialBackoff(cap=0.25, base=0.01), settings.retries),
+        "client_name": settings.client_name,
+        "max_connections": settings.max_connections,
+    }
+    if settings.cluster:
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url(settings.url, **options)
+    return redis.Redis.from_url(settings.url, **options)

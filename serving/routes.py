@@ -1,0 +1,83 @@
+"""HTTP routes: the v1 lookup API and the operational endpoints."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from importlib import resources
+
+from flask import Blueprint, current_app, jsonify, request
+from werkzeug.routing import PathConverter
+
+from serving import lookups
+from serving.errors import BadRequest
+from serving.store import RecommendationStore
+from serving.validation import checked_id, parse_n
+
+
+class AnyTextConverter(PathConverter):
+    """Like ``path``, but also matches newlines, so that ids with control characters reach
+    validation and get a 400 rather than falling through to a 404."""
+
+    regex = r"[\s\S]+?"
+    part_isolating = False
+
+
+api = Blueprint("api", __name__, url_prefix="/v1")
+ops = Blueprint("ops", __name__)
+
+
+def store() -> RecommendationStore:
+    """The app's store, created once per app by serving.app."""
+    return current_app.extensions["recs_store"]
+
+
+def requested_n() -> int:
+    return parse_n(request.args, current_app.config["DEFAULT_N"], current_app.config["MAX_N"])
+
+
+@api.get("/recommendations/<any_text:user_id>")
+def recommendations(user_id: str):
+    """Top-N for one user; unknown users get the popular list."""
+    user_id = checked_id(user_id, "user_id")
+    n = requested_n()
+    return jsonify(lookups.recommendations(store(), user_id, n, current_app.config["REDIS_DOWN_MODE"]))
+
+
+@api.get("/recommendations/")
+@api.get("/recommendations")
+def recommendations_without_user():
+    """A lookup without a user id is a client error, not a missing page."""
+    raise BadRequest("user_id must not be empty")
+
+
+@api.get("/popular")
+def popular():
+    """The popular list, overall or for ?category=."""
+    category = request.args.get("category")
+    if category is not None:
+        category = checked_id(category, "category")
+    n = requested_n()
+    return jsonify(lookups.popular(store(), n, category, current_app.config["REDIS_DOWN_MODE"]))
+
+
+@ops.get("/healthz")
+def healthz():
+    """The process is alive; says nothing about Redis."""
+    return jsonify(status="ok")
+
+
+@ops.get("/readyz")
+def readyz():
+    """Ready when Redis answers and a run is current; 503 otherwise."""
+    ready, body = lookups.readiness(store(), dt.datetime.now(dt.UTC))
+    return jsonify(body), 200 if ready else 503
+
+
+@ops.get("/openapi.json")
+def openapi():
+    """The checked-in OpenAPI document."""
+    return current_app.response_class(OPENAPI_TEXT, mimetype="application/json")
+
+
+OPENAPI_TEXT = json.dumps(json.loads(resources.files("serving").joinpath("openapi.json").read_text("utf-8")))

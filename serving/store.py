@@ -1,0 +1,173 @@
+"""The API's read side of the store: the cached current run, lookups, and typed errors.
+
+A request reads the run pointer from memory, never from Redis: a watcher thread re-reads it
+every ``refresh_seconds`` and, when it moved, loads the new run's meta and popular list before
+swapping one immutable snapshot in. Each request takes one snapshot and answers only from it,
+so a response always comes from exactly one run, and a personalized lookup is one GET.
+
+When Redis fails, the store raises StoreUnavailable and, for ``retry_after_seconds``, answers
+without trying Redis at all, so an outage costs requests nothing but the fallback; the watcher
+keeps probing and clears the outage when Redis answers again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from serving.contract import KeyLayout, decode_items, decode_meta
+
+log = logging.getLogger("recs.store")
+
+RankedList = list[tuple[str, float]]
+
+
+class StoreError(Exception):
+    """Base of the errors the store raises; the API maps each to one HTTP answer."""
+
+
+class StoreUnavailable(StoreError):
+    """Redis could not be reached, or did not answer in time."""
+
+
+class NoCurrentRun(StoreError):
+    """Redis answers but nothing has been published yet."""
+
+
+class StoreDataError(StoreError):
+    """A value in Redis does not follow the store contract."""
+
+
+@dataclass(frozen=True)
+class RunSnapshot:
+    """What a request needs of the current run, captured once and never changed."""
+
+    run_id: str
+    meta: dict
+    popular: tuple[tuple[str, float], ...]
+
+
+class RecommendationStore:
+    """Lookups against the current run, with the pointer cached and refreshed in the background."""
+
+    def __init__(
+        self,
+        client,
+        keys: KeyLayout,
+        refresh_seconds: float = 1.0,
+        retry_after_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._client = client
+        self._keys = keys
+        self._refresh_seconds = refresh_seconds
+        self._retry_after = retry_after_seconds
+        self._clock = clock
+        self._snapshot: RunSnapshot | None = None
+        self._last_good: RunSnapshot | None = None
+        self._down_until = 0.0
+        self._refresh_lock = threading.Lock()
+        self._watcher: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    def current(self) -> RunSnapshot:
+        """The current run; reads Redis only the first time, then the watcher keeps it fresh."""
+        self._start_watcher()
+        snapshot = self._snapshot
+        if snapshot is None:
+            snapshot = self.refresh()
+        if snapshot is None:
+            raise NoCurrentRun("no run has been published to the store yet")
+        return snapshot
+
+    def refresh(self) -> RunSnapshot | None:
+        """Re-read the pointer; load the run's meta and popular list if it moved."""
+        with self._refresh_lock:
+            pointer = self._call(self._client.get, self._keys.current, probe=True)
+            if pointer is None:
+                self._snapshot = None
+                return None
+            run_id = pointer.decode("utf-8") if isinstance(pointer, bytes) else pointer
+            if self._snapshot is None or self._snapshot.run_id != run_id:
+                self._snapshot = self._load(run_id)
+                self._last_good = self._snapshot
+                log.info("serving run %s", run_id)
+            return self._snapshot
+
+    def _load(self, run_id: str) -> RunSnapshot:
+        pipe = self._client.pipeline(transaction=False)
+        pipe.get(self._keys.run_meta(run_id))
+        pipe.get(self._keys.popular(run_id))
+        meta_raw, popular_raw = self._call(pipe.execute, probe=True)
+        if meta_raw is None or popular_raw is None:
+            raise StoreDataError(f"run {run_id} is current but its meta or popular list is missing")
+        try:
+            return RunSnapshot(run_id, decode_meta(meta_raw), tuple(decode_items(popular_raw)))
+        except ValueError as exc:
+            raise StoreDataError(f"run {run_id}: {exc}") from exc
+
+    def user_items(self, snapshot: RunSnapshot, user_id: str) -> RankedList | None:
+        """A known user's list in the snapshot's run, or None for a user the run does not know."""
+        return self._ranked(self._call(self._client.get, self._keys.user_recs(snapshot.run_id, user_id)))
+
+    def category_items(self, snapshot: RunSnapshot, category: str) -> RankedList | None:
+        """A category's popular list in the snapshot's run, or None for an unknown category."""
+        return self._ranked(self._call(self._client.get, self._keys.popular(snapshot.run_id, category)))
+
+    def last_good(self) -> RunSnapshot | None:
+        """The last run successfully loaded, kept in memory for answering during an outage."""
+        return self._last_good
+
+    def ping(self) -> bool:
+        """Whether Redis answers right now (always a real round trip)."""
+        try:
+            self._call(self._client.ping, probe=True)
+            return True
+        except StoreUnavailable:
+            return False
+
+    def close(self) -> None:
+        """Stop the watcher thread (tests and shutdown)."""
+        self._stopping.set()
+
+    def _ranked(self, raw) -> RankedList | None:
+        if raw is None:
+            return None
+        try:
+            return decode_items(raw)
+        except ValueError as exc:
+            raise StoreDataError(str(exc)) from exc
+
+    def _call(self, func, *args, probe: bool = False):
+        """Run one Redis call; map failures to StoreUnavailable and remember the outage."""
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        if not probe and self._clock() < self._down_until:
+            raise StoreUnavailable("Redis failed moments ago; not retrying yet")
+        try:
+            result = func(*args)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            self._down_until = self._clock() + self._retry_after
+            raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
+        self._down_until = 0.0
+        return result
+
+    def _start_watcher(self) -> None:
+        if self._stopping.is_set() or (self._watcher is not None and self._watcher.is_alive()):
+            return
+        with self._refresh_lock:
+            if self._watcher is None or not self._watcher.is_alive():
+                # Started on first use, so under gunicorn each worker starts its own after the fork.
+                self._watcher = threading.Thread(target=self._watch, name="recs-pointer-watcher", daemon=True)
+                self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self._stopping.wait(self._refresh_seconds):
+            try:
+                self.refresh()
+            except StoreError as exc:
+                log.warning("pointer refresh failed: %s", exc)

@@ -1,0 +1,70 @@
+"""Putting runs into a real Redis for API tests, through the same publishing functions the
+publish job uses (no Spark needed)."""
+
+from __future__ import annotations
+
+from serving import publishing
+from serving.contract import CONTRACT_VERSION, KeyLayout
+
+
+def seed_run(
+    client,
+    run_id: str,
+    users: dict[str, list[tuple[str, float]]],
+    popular: list[tuple[str, float]],
+    categories: dict[str, list[tuple[str, float]]] | None = None,
+    prefix: str = "recs",
+    published_at: str = "2026-11-29T02:00:00+00:00",
+) -> None:
+    """Load one run and make it current, as the publish job would."""
+    keys = KeyLayout(prefix)
+    lock = publishing.acquire_publish_lock(client, keys, 30)
+    try:
+        publishing.register_run(client, keys, run_id)
+        pipe = client.pipeline(transaction=False)
+        for key, value in publishing.user_list_writes(users.items(), keys, run_id):
+            pipe.set(key, value)
+        pipe.execute()
+        publishing.write_popular(client, keys, run_id, {None: popular, **(categories or {})})
+        meta = {
+            "contract_version": CONTRACT_VERSION,
+            "run_id": run_id,
+            "run_date": run_id[:10],
+            "published_at": published_at,
+            "status": "complete",
+            "counts": {"users": len(users)},
+            "metrics": {},
+            "categories": sorted(categories or {}),
+        }
+        publishing.write_meta(client, keys, run_id, meta)
+        publishing.promote(client, keys, run_id, lock, allow_older=True)
+    finally:
+        publishing.release_publish_lock(lock)
+
+
+def tagged_lists(tag: str, users: int, per_user: int) -> dict[str, list[tuple[str, float]]]:
+    """Per-user lists whose item ids carry ``tag``, so a response mixing runs shows at once."""
+    return {
+        f"user_{u:04d}": [(f"{tag}-item-{(u + k) % 97:03d}", round(1.0 - k / 100, 4)) for k in range(per_user)]
+        for u in range(users)
+    }
+
+
+def write_run_folder(spark, runs_root: str, run_date: str, run_id: str, tag: str, users: int = 40, per_user: int = 5):
+    """A completed run folder (recommendations, popular, manifest) as finalize would leave it."""
+    from jobs import storage
+    from jobs.run_layout import RunLayout
+
+    layout = RunLayout(runs_root, run_date)
+    rows = [(user, rank, item, score) for user, items in tagged_lists(tag, users, per_user).items()
+            for rank, (item, score) in enumerate(items, 1)]  # fmt: skip
+    schema = "user_id string, rank int, item_id string, score double"
+    spark.createDataFrame(rows, schema).write.mode("overwrite").parquet(layout.recommendations)
+    popular = [("all", None, rank, f"{tag}-pop-{rank:02d}", float(100 - rank)) for rank in range(1, 11)]
+    popular += [("category", "Drama", rank, f"{tag}-drama-{rank:02d}", float(50 - rank)) for rank in range(1, 4)]
+    spark.createDataFrame(popular, "scope string, category string, rank int, item_id string, score double").write.mode(
+        "overwrite"
+    ).parquet(layout.popular)
+    manifest = {"run_id": run_id, "run_date": run_date, "code_version": "test", "metrics": {"k": 10}}
+    storage.write_json(spark, layout.manifest, manifest)
+    return layout

@@ -1,0 +1,201 @@
+"""The lookup API through Flask's test client, against a real redis-server. Every response is
+checked against the checked-in OpenAPI document."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry
+from referencing.jsonschema import DRAFT202012
+from store_seeding import seed_run
+
+from serving import create_app
+from serving.contract import KeyLayout
+
+OPENAPI = json.loads((Path(__file__).resolve().parents[1] / "serving" / "openapi.json").read_text())
+REGISTRY = Registry().with_resource("urn:openapi", DRAFT202012.create_resource(OPENAPI))
+RUN_A, RUN_B = "2026-11-28_20261128T020000000Z", "2026-11-29_20261129T020000000Z"
+USERS = {"alice": [("i1", 0.9), ("i2", 0.8), ("i3", 0.7)], "bob/with slash": [("i9", 0.5)], "ünïcode": [("i4", 0.4)]}
+POPULAR = [(f"p{k}", float(100 - k)) for k in range(30)]
+CATEGORIES = {"Drama": [("d1", 9.0), ("d2", 8.0)]}
+
+
+def assert_matches_openapi(response, path: str, method: str = "get") -> None:
+    """The response's status is documented for the path, and its body fits that schema."""
+    documented = OPENAPI["paths"][path][method]["responses"]
+    assert str(response.status_code) in documented, f"{response.status_code} not documented for {path}"
+    assert response.mimetype == "application/json"
+    pointer = "/".join(["#/paths", path.replace("/", "~1"), method, "responses", str(response.status_code)])
+    schema = {"$ref": "urn:openapi" + pointer + "/content/application~1json/schema"}
+    Draft202012Validator(schema, registry=REGISTRY).validate(response.get_json())
+
+
+@pytest.fixture
+def app(redis_server, redis_client):
+    app = create_app(
+        {"REDIS_URL": redis_server.url, "POINTER_REFRESH_SECONDS": 0.05, "DEFAULT_N": 2, "MAX_N": 20, "TESTING": True}
+    )
+    yield app
+    app.extensions["recs_store"].close()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def seeded(redis_client):
+    seed_run(redis_client, RUN_A, USERS, POPULAR, CATEGORIES)
+
+
+def test_openapi_document_is_valid_and_served(client):
+    from openapi_spec_validator import validate
+
+    validate(OPENAPI)
+    response = client.get("/openapi.json")
+    assert response.status_code == 200 and response.get_json() == OPENAPI
+
+
+def test_known_user_gets_personalized_list(client, seeded):
+    response = client.get("/v1/recommendations/alice?n=3")
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "user_id": "alice",
+        "run_id": RUN_A,
+        "source": "personalized",
+        "items": [{"item_id": "i1", "score": 0.9, "rank": 1}, {"item_id": "i2", "score": 0.8, "rank": 2},
+                  {"item_id": "i3", "score": 0.7, "rank": 3}],
+    }  # fmt: skip
+    assert_matches_openapi(response, "/v1/recommendations/{user_id}")
+
+
+@pytest.mark.parametrize(("user", "path"), [("bob/with slash", "bob/with%20slash"), ("ünïcode", "%C3%BCn%C3%AFcode")])
+def test_ids_with_slashes_spaces_and_unicode(client, seeded, user, path):
+    body = client.get(f"/v1/recommendations/{path}").get_json()
+    assert body["user_id"] == user and body["source"] == "personalized"
+    assert [item["item_id"] for item in body["items"]] == [item for item, _ in USERS[user]]
+
+
+def test_unknown_user_gets_the_popular_list(client, seeded):
+    response = client.get("/v1/recommendations/nobody")
+    assert response.get_json() == {
+        "user_id": "nobody",
+        "run_id": RUN_A,
+        "source": "popular",
+        "items": [{"item_id": "p0", "score": 100.0, "rank": 1}, {"item_id": "p1", "score": 99.0, "rank": 2}],
+    }
+    assert_matches_openapi(response, "/v1/recommendations/{user_id}")
+
+
+def test_n_defaults_from_config_and_stops_at_what_is_stored(client, seeded):
+    assert len(client.get("/v1/recommendations/alice").get_json()["items"]) == 2
+    assert len(client.get("/v1/recommendations/alice?n=20").get_json()["items"]) == 3
+
+
+def test_popular_overall_and_per_category(client, seeded):
+    overall = client.get("/v1/popular?n=4")
+    assert [item["item_id"] for item in overall.get_json()["items"]] == ["p0", "p1", "p2", "p3"]
+    assert overall.get_json()["category"] is None
+    assert_matches_openapi(overall, "/v1/popular")
+    drama = client.get("/v1/popular?category=Drama")
+    assert drama.get_json() == {
+        "run_id": RUN_A,
+        "source": "popular",
+        "category": "Drama",
+        "items": [{"item_id": "d1", "score": 9.0, "rank": 1}, {"item_id": "d2", "score": 8.0, "rank": 2}],
+    }
+    missing = client.get("/v1/popular?category=Opera")
+    assert missing.status_code == 404 and missing.get_json()["error"] == "not_found"
+    assert_matches_openapi(missing, "/v1/popular")
+
+
+BAD_REQUESTS = [
+    ("/v1/recommendations/alice?n=abc", "n must be a whole number"),
+    ("/v1/recommendations/alice?n=", "n must be a whole number"),
+    ("/v1/recommendations/alice?n=1.5", "n must be a whole number"),
+    ("/v1/recommendations/alice?n=-1", "n must be a whole number"),
+    ("/v1/recommendations/alice?n=1e3", "n must be a whole number"),
+    ("/v1/recommendations/alice?n=%201", "n must be a whole number"),
+    ("/v1/recommendations/alice?n=0", "n must be from 1 to 20"),
+    ("/v1/recommendations/alice?n=21", "n must be from 1 to 20"),
+    ("/v1/recommendations/alice?n=99999999999999999999", "n must be a whole number"),
+    ("/v1/recommendations/" + "u" * 257, "user_id must be at most 256 characters"),
+    ("/v1/recommendations/bad%00id", "user_id must not contain control characters"),
+    ("/v1/recommendations/bad%07id", "user_id must not contain control characters"),
+    ("/v1/recommendations/line%0Abreak", "user_id must not contain control characters"),
+    ("/v1/recommendations/", "user_id must not be empty"),
+    ("/v1/recommendations", "user_id must not be empty"),
+    ("/v1/popular?n=x", "n must be a whole number"),
+    ("/v1/popular?category=", "category must not be empty"),
+    ("/v1/popular?category=a%01b", "category must not contain control characters"),
+]
+
+
+@pytest.mark.parametrize(("url", "detail"), BAD_REQUESTS)
+def test_bad_input_gets_a_400_that_says_what_is_wrong(client, seeded, url, detail):
+    response = client.get(url)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "bad_request"
+    assert detail in response.get_json()["detail"]
+    path = "/v1/popular" if url.startswith("/v1/popular") else "/v1/recommendations/{user_id}"
+    assert_matches_openapi(response, path)
+
+
+@pytest.mark.parametrize(("method", "url", "status"), [("get", "/v2/nothing", 404), ("post", "/v1/popular", 405)])
+def test_unknown_routes_and_methods_answer_json(client, method, url, status):
+    response = getattr(client, method)(url)
+    assert response.status_code == status
+    assert response.mimetype == "application/json"
+    assert set(response.get_json()) == {"error", "detail"}
+
+
+def test_nothing_published_yet_is_a_503_and_not_ready(client):
+    response = client.get("/v1/recommendations/alice")
+    assert response.status_code == 503 and response.get_json()["error"] == "no_published_run"
+    assert_matches_openapi(response, "/v1/recommendations/{user_id}")
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and ready.get_json() == {"ready": False, "reason": "no_published_run"}
+    assert_matches_openapi(ready, "/readyz")
+
+
+def test_ready_reports_run_and_age(client, seeded):
+    response = client.get("/readyz")
+    body = response.get_json()
+    assert response.status_code == 200 and body["run_id"] == RUN_A and body["ready"] is True
+    assert body["age_seconds"] > 0
+    assert_matches_openapi(response, "/readyz")
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+
+
+def test_corrupt_stored_value_is_a_json_500_without_internals(client, seeded, redis_client):
+    redis_client.set(KeyLayout("recs").user_recs(RUN_A, "alice"), b"\x80not json")
+    response = client.get("/v1/recommendations/alice")
+    assert response.status_code == 500
+    assert response.get_json() == {"error": "store_data_error", "detail": "stored data is invalid"}
+    assert b"Traceback" not in response.data
+
+
+def test_newly_published_run_is_served_within_the_refresh_interval(client, seeded, redis_client):
+    assert client.get("/v1/recommendations/alice").get_json()["run_id"] == RUN_A
+    seed_run(redis_client, RUN_B, {"alice": [("new", 1.0)]}, [("pop-b", 1.0)])
+    deadline = time.monotonic() + 2
+    while client.get("/v1/recommendations/alice").get_json()["run_id"] != RUN_B:
+        assert time.monotonic() < deadline, "new run not picked up within 2 s"
+        time.sleep(0.02)
+    assert client.get("/v1/recommendations/alice").get_json()["items"] == [{"item_id": "new", "score": 1.0, "rank": 1}]
+
+
+def test_requests_do_not_read_the_pointer(app, client, seeded, redis_client):
+    client.get("/v1/recommendations/alice")  # first request loads the run
+    app.extensions["recs_store"].close()  # stop the watcher so only requests touch Redis
+    time.sleep(0.1)
+    before = redis_client.info("commandstats").get("cmdstat_get", {}).get("calls", 0)
+    for _ in range(20):
+        client.get("/v1/recommendations/alice")
+    after = redis_client.info("commandstats")["cmdstat_get"]["calls"]
+    assert after - before == 20, "one GET per personalized request, none for the pointer"

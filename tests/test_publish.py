@@ -1,0 +1,148 @@
+"""The publish job and the admin commands, with a real SparkSession and a real redis-server."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+
+import pytest
+from processes import ROOT, project_env
+from store_seeding import tagged_lists, write_run_folder
+
+from jobs import publish, storage
+from jobs.run_layout import RunLayout
+from jobs.stage import JobError
+from serving import admin, publishing
+from serving.contract import KeyLayout, decode_items, decode_meta
+
+KEYS = KeyLayout("recs")
+RUNS = [
+    (f"2026-11-{day}", f"2026-11-{day}_202611{day}T020000000Z", tag)
+    for day, tag in zip((26, 27, 28, 29), "abcd", strict=True)
+]
+
+
+@pytest.fixture
+def cfg(base_config, redis_server, tmp_path):
+    cfg = copy.deepcopy(base_config)
+    cfg["paths"]["runs_root"] = str(tmp_path / "runs")
+    cfg["publish"].update(redis_url=redis_server.url, keep_runs=2, batch_size=7)
+    return cfg
+
+
+def make_run(spark, cfg, index: int, users: int = 40) -> RunLayout:
+    run_date, run_id, tag = RUNS[index]
+    return write_run_folder(spark, cfg["paths"]["runs_root"], run_date, run_id, tag, users=users)
+
+
+def user_keys(client, run_id: str) -> int:
+    return publishing.count_user_keys(client, KEYS, run_id)
+
+
+def test_publish_loads_every_user_and_switches_the_pointer(spark, cfg, redis_client):
+    layout = make_run(spark, cfg, 0)
+    report = publish.run(spark, cfg, layout)
+    run_id = RUNS[0][1]
+    assert report["status"] == "published" and report["users"] == report["keys_written"] == 40
+    assert redis_client.get(KEYS.current).decode() == run_id
+    assert user_keys(redis_client, run_id) == 40
+    expected = tagged_lists("a", 40, 5)["user_0007"]
+    assert decode_items(redis_client.get(KEYS.user_recs(run_id, "user_0007"))) == expected
+    assert [item for item, _ in decode_items(redis_client.get(KEYS.popular(run_id)))][:2] == ["a-pop-01", "a-pop-02"]
+    assert decode_items(redis_client.get(KEYS.popular(run_id, "Drama")))[0][0] == "a-drama-01"
+    meta = decode_meta(redis_client.get(KEYS.run_meta(run_id)))
+    assert meta["status"] == "complete" and meta["counts"]["users"] == 40 and meta["categories"] == ["Drama"]
+    assert redis_client.ttl(KEYS.current) == -1 and redis_client.ttl(KEYS.user_recs(run_id, "user_0007")) == -1
+    assert not redis_client.exists(KEYS.publish_lock), "lock released"
+
+
+def test_publishing_the_current_run_again_changes_nothing(spark, cfg, redis_client):
+    layout = make_run(spark, cfg, 0)
+    publish.run(spark, cfg, layout)
+    assert publish.run(spark, cfg, layout) == {"status": "already_current", "run_id": RUNS[0][1]}
+
+
+def test_a_run_without_manifest_is_refused(spark, cfg, redis_client):
+    layout = make_run(spark, cfg, 0)
+    storage.delete(spark, layout.manifest)
+    with pytest.raises(JobError, match="has no manifest.json"):
+        publish.run(spark, cfg, layout)
+    assert redis_client.dbsize() == 0
+
+
+def test_an_older_run_is_refused_unless_it_is_an_explicit_rollback(spark, cfg, redis_client):
+    older, newer = make_run(spark, cfg, 0), make_run(spark, cfg, 1)
+    publish.run(spark, cfg, newer)
+    with pytest.raises(publishing.PublishRefused, match="older than the current run"):
+        publish.run(spark, cfg, older)
+    assert redis_client.get(KEYS.current).decode() == RUNS[1][1]
+    publish.run(spark, cfg, older, rollback=True)
+    assert redis_client.get(KEYS.current).decode() == RUNS[0][1]
+
+
+def test_a_second_publisher_is_refused_by_the_lock(spark, cfg, redis_client):
+    held = publishing.acquire_publish_lock(redis_client, KEYS, 60)
+    try:
+        with pytest.raises(publishing.PublishRefused, match="another publisher holds"):
+            publish.run(spark, cfg, make_run(spark, cfg, 0))
+    finally:
+        publishing.release_publish_lock(held)
+    assert redis_client.get(KEYS.current) is None
+
+
+def test_retention_keeps_the_last_k_runs_and_rollback_steps_back(spark, cfg, redis_client):
+    for index in range(4):
+        publish.run(spark, cfg, make_run(spark, cfg, index))
+    kept = [RUNS[3][1], RUNS[2][1]]
+    assert publishing.known_runs(redis_client, KEYS) == kept
+    assert [user_keys(redis_client, run_id) for _, run_id, _ in RUNS] == [0, 0, 40, 40]
+    assert not list(redis_client.scan_iter(match=KEYS.run_pattern(RUNS[0][1])))
+    result = admin.rollback(redis_client, KEYS, 60)
+    assert result == {"rolled_back_from": RUNS[3][1], "current": RUNS[2][1]}
+    assert redis_client.get(KEYS.current).decode() == RUNS[2][1]
+    with pytest.raises(publishing.PublishRefused, match="no retained run older"):
+        admin.rollback(redis_client, KEYS, 60)
+
+
+def test_a_short_load_is_not_made_current_and_is_cleaned_up_later(spark, cfg, redis_client, monkeypatch):
+    publish.run(spark, cfg, make_run(spark, cfg, 0))
+    real_load = publish.load_user_lists
+
+    def lossy_load(lists, *args):
+        return real_load(lists.limit(30), *args)  # a writer that silently drops users
+
+    monkeypatch.setattr(publish, "load_user_lists", lossy_load)
+    with pytest.raises(publishing.PublishRefused, match="holds 30 user keys .* but the run has 40 users"):
+        publish.run(spark, cfg, make_run(spark, cfg, 1))
+    assert redis_client.get(KEYS.current).decode() == RUNS[0][1]
+    monkeypatch.undo()
+    publish.run(spark, cfg, make_run(spark, cfg, 2))
+    publish.run(spark, cfg, make_run(spark, cfg, 3))
+    assert user_keys(redis_client, RUNS[1][1]) == 0, "the half-loaded run was pruned"
+
+
+def test_promote_refuses_without_the_lock(redis_client):
+    lock = publishing.acquire_publish_lock(redis_client, KEYS, 60)
+    publishing.register_run(redis_client, KEYS, RUNS[0][1])
+    redis_client.delete(KEYS.publish_lock)  # the lock expired under us
+    with pytest.raises(publishing.PublishRefused, match="lock expired"):
+        publishing.promote(redis_client, KEYS, RUNS[0][1], lock)
+    assert redis_client.get(KEYS.current) is None
+
+
+def test_admin_cli_status_and_rollback(spark, cfg, redis_server, redis_client):
+    for index in range(2):
+        publish.run(spark, cfg, make_run(spark, cfg, index))
+    env = project_env(RECS__PUBLISH__REDIS_URL=redis_server.url)
+    status = subprocess.run([sys.executable, "-m", "serving.admin", "status"], env=env, cwd=ROOT,
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    body = json.loads(status.stdout)
+    assert body["current"] == RUNS[1][1] and [run["run_id"] for run in body["runs"]] == [RUNS[1][1], RUNS[0][1]]
+    rolled = subprocess.run([sys.executable, "-m", "serving.admin", "rollback"], env=env, cwd=ROOT,
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    assert json.loads(rolled.stdout)["current"] == RUNS[0][1]
+    again = subprocess.run([sys.executable, "-m", "serving.admin", "rollback"], env=env, cwd=ROOT,
+                           capture_output=True, text=True)  # fmt: skip
+    assert again.returncode == 2 and "no retained run older" in again.stderr
