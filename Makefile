@@ -130,6 +130,10 @@ run: venv bundle ## Run the whole pipeline without Airflow, publish included (py
 test: venv bundle ## Run the whole test suite (starts its own redis-server)
 	@$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
+.PHONY: bench
+bench: venv bundle ## Benchmarks: stage times at 1M interactions, publish rate, API req/s (bench/results/)
+	@$(VENV_PY) -m bench $(BENCH_ARGS)
+
 .PHONY: lint
 lint: $(VENV_STAMP) ## Static checks (ruff)
 	@$(VENV)/bin/ruff check .

@@ -13,8 +13,8 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from jobs.run_layout import RunLayout
-from jobs.sources import CORRUPT_RECORD, SOURCE_FILE, read_source, require_columns
+from jobs.run_layout import RunLayout, dated_path
+from jobs.sources import CORRUPT_RECORD, SOURCE_FILE, header_mismatch, read_source, require_columns
 from jobs.stage import JobError, job_main
 from serving.contract import ID_FORBIDDEN_CHARS, MAX_ID_LENGTH
 
@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 TIMESTAMP_FORMATS = ("epoch", "epoch_ms", "iso", "auto")
 DUPLICATE_POLICIES = ("sum", "last")
 MAX_INDEX = 2**31 - 1  # ALS ids are int32
+# Year 3000 in epoch seconds: later values are almost always milliseconds read as seconds.
+MAX_EPOCH_SECONDS = 32_503_680_000
 QUARANTINE_COLUMNS = (SOURCE_FILE, "raw_record", "user_raw", "item_raw", "weight_raw", "ts_raw", "reason")
 
 
@@ -73,16 +75,19 @@ def id_problem(column: Column, role: str, max_id_length: int = MAX_ID_LENGTH) ->
     )
 
 
-def _number_problem(raw: Column, value: Column, name: str) -> Column:
+def _number_problem(raw: Column, value: Column, name: str, upper_bound: float | None = None) -> Column:
     from pyspark.sql import functions as F
 
     infinite = value.isin(float("inf"), float("-inf"))
-    return (
+    problem = (
         F.when(raw.isNull() | (F.trim(raw) == ""), F.lit(f"missing_{name}"))
         .when(value.isNull(), F.lit(f"bad_{name}"))
         .when(F.isnan(value) | infinite, F.lit(f"non_finite_{name}"))
         .when(value < 0, F.lit(f"negative_{name}"))
     )
+    if upper_bound is not None:
+        problem = problem.when(value > F.lit(upper_bound), F.lit(f"{name}_out_of_range"))
+    return problem
 
 
 def validate_interactions(df: DataFrame, timestamp_format: str | None, max_id_length: int = MAX_ID_LENGTH) -> DataFrame:
@@ -102,7 +107,7 @@ def validate_interactions(df: DataFrame, timestamp_format: str | None, max_id_le
     seconds = F.lit(None).cast("double")
     if timestamp_format is not None:
         seconds = parse_epoch_seconds(F.col("ts_raw"), timestamp_format)
-        checks.append(_number_problem(F.col("ts_raw"), seconds, "timestamp"))
+        checks.append(_number_problem(F.col("ts_raw"), seconds, "timestamp", MAX_EPOCH_SECONDS))
     return df.select(
         "*",
         user.alias("user_id"),
@@ -180,16 +185,15 @@ def standardize_item_meta(raw: DataFrame, columns: dict, categories_delimiter: s
     )
 
 
-def dedupe_item_meta(meta: DataFrame) -> DataFrame:
-    """Keep one metadata row per item id (the smallest title, then categories), deterministically."""
+def mark_duplicate_items(meta: DataFrame) -> DataFrame:
+    """Keep the first metadata row of each item id (valid rows first, then by title and
+    categories); every later one gets the reason ``duplicate_item``."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    return (
-        meta.where(F.col("reason").isNull())
-        .groupBy("item_id")
-        .agg(F.min(F.struct("title", "categories")).alias("first"))
-        .select("item_id", "first.title", "first.categories")
-    )
+    order = Window.partitionBy("item_id").orderBy(F.col("reason").isNotNull(), F.asc_nulls_last("title"), "categories")
+    duplicate = F.when(F.row_number().over(order) > 1, F.lit("duplicate_item"))
+    return meta.withColumn("reason", F.coalesce(F.col("reason"), duplicate))
 
 
 def _split_pattern(delimiter: str) -> str:
@@ -202,13 +206,20 @@ def run(spark: SparkSession, cfg: dict, layout: RunLayout) -> dict:
     """Read the input, quarantine bad rows, write prepared interactions and id maps; return counts."""
     from pyspark import StorageLevel
 
-    source, settings = cfg["input"], cfg["prepare"]
+    source = {**cfg["input"], "path": dated_path(cfg["input"]["path"], layout.run_date)}
+    settings = cfg["prepare"]
     raw = read_source(spark, source)
     require_columns(raw, source["columns"], f"input {source['path']}")
     timestamp_format = source.get("timestamp_format", "auto") if source["columns"].get("timestamp") else None
     validated = validate_interactions(standardize_interactions(raw, source["columns"]), timestamp_format)
     validated = validated.persist(StorageLevel.MEMORY_AND_DISK)
-    reasons = {row["reason"]: row["count"] for row in validated.groupBy("reason").count().collect()}
+    try:
+        reasons = {row["reason"]: row["count"] for row in validated.groupBy("reason").count().collect()}
+    except Exception as exc:  # noqa: BLE001 - Spark wraps the reader's error in a generic one
+        refusal = header_mismatch(exc)
+        if refusal is None:
+            raise
+        raise refusal from exc
     rows_read = sum(reasons.values())
     if rows_read == 0:
         raise JobError(f"input {source['path']} has no rows")
@@ -230,7 +241,9 @@ def run(spark: SparkSession, cfg: dict, layout: RunLayout) -> dict:
         "quarantine": {"rows": rows_bad, "by_reason": dict(sorted(reasons.items())), "path": layout.quarantine},
         "output": {"pairs": interactions.count(), "users": users.count(), "items": items.count()},
     }
-    report["item_meta"] = _prepare_item_meta(spark, cfg.get("items") or {}, layout)
+    items_cfg = dict(cfg.get("items") or {})
+    items_cfg["path"] = dated_path(items_cfg.get("path"), layout.run_date)
+    report["item_meta"] = _prepare_item_meta(spark, items_cfg, layout)
     pairs.unpersist()
     validated.unpersist()
     return report
@@ -260,21 +273,23 @@ def _prepare_item_meta(spark: SparkSession, items_cfg: dict, layout: RunLayout) 
         return {"enabled": False}
     raw = read_source(spark, items_cfg)
     require_columns(raw, items_cfg["columns"], f"item metadata {items_cfg['path']}")
-    parsed = standardize_item_meta(raw, items_cfg["columns"], items_cfg.get("categories_delimiter", "|")).cache()
+    delimiter = items_cfg.get("categories_delimiter", "|")
+    parsed = mark_duplicate_items(standardize_item_meta(raw, items_cfg["columns"], delimiter)).cache()
     parsed.where("reason IS NOT NULL").drop("item_id", "title", "categories").write.mode("overwrite").parquet(
         layout.quarantine_items
     )
-    dedupe_item_meta(parsed).write.mode("overwrite").parquet(layout.item_meta)
-    counts = {
-        row["bad"]: row["count"]
-        for row in parsed.selectExpr("reason IS NOT NULL AS bad").groupBy("bad").count().collect()
-    }
+    parsed.where("reason IS NULL").select("item_id", "title", "categories").write.mode("overwrite").parquet(
+        layout.item_meta
+    )
+    reasons = {row["reason"]: row["count"] for row in parsed.groupBy("reason").count().collect()}
     parsed.unpersist()
+    kept = reasons.pop(None, 0)
     return {
         "enabled": True,
-        "rows_read": sum(counts.values()),
-        "rows_quarantined": counts.get(True, 0),
-        "items": spark.read.parquet(layout.item_meta).count(),
+        "rows_read": kept + sum(reasons.values()),
+        "rows_quarantined": sum(reasons.values()),
+        "quarantine_by_reason": dict(sorted(reasons.items())),
+        "items": kept,
     }
 
 

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from jobs import storage
+from jobs.ranking import collect_ranked
 from jobs.run_layout import RunLayout
 from jobs.stage import JobError, run_job
 from serving import publishing
@@ -34,17 +35,7 @@ log = logging.getLogger("recs.publish")
 
 def user_lists(recommendations: DataFrame) -> DataFrame:
     """One row per user: user_id and items (array of item_id, score), best first."""
-    from pyspark.sql import functions as F
-
-    ranked = F.sort_array(F.collect_list(F.struct("rank", "item_id", "score")))
-    return (
-        recommendations.groupBy("user_id")
-        .agg(ranked.alias("ranked"))
-        .select(
-            "user_id",
-            F.expr("transform(ranked, r -> named_struct('item_id', r.item_id, 'score', r.score))").alias("items"),
-        )
-    )
+    return collect_ranked(recommendations, "user_id", "rank", ("item_id", "score"), "items")
 
 
 def popular_lists(popular: DataFrame) -> dict[str | None, list[tuple[str, float]]]:
@@ -113,43 +104,54 @@ def _publish_locked(spark, client, keys: KeyLayout, lock, manifest: dict, layout
         raise publishing.PublishRefused(
             f"run {run_id} is older than the current run {current}; pass --rollback to make it current on purpose"
         )
+    if rollback and _still_loaded(client, keys, run_id):
+        load = {"users": publishing.run_meta(client, keys, run_id)["counts"]["users"], "reused": True}
+    else:
+        load = _load_run(spark, client, keys, lock, manifest, layout, publish_cfg)
+    publishing.renew_publish_lock(lock)
+    previous = publishing.promote(client, keys, run_id, lock, allow_older=rollback)
+    keep, batch_size = int(publish_cfg["keep_runs"]), int(publish_cfg["batch_size"])
+    pruned = publishing.prune(client, keys, keep, batch_size, also_keep=(previous,))
+    report = {"status": "published", "run_id": run_id, "previous_run_id": previous, **load, "pruned_runs": pruned}
+    log.info("published run %s (was %s): %s; pruned %s", run_id, previous, load, pruned or "nothing")
+    return report
+
+
+def _still_loaded(client, keys: KeyLayout, run_id: str) -> bool:
+    """Whether a retained run is still complete in the store, so a rollback needs no reload."""
+    meta = publishing.run_meta(client, keys, run_id)
+    if not meta or meta.get("status") != "complete":
+        return False
+    return publishing.run_is_servable(client, keys, run_id, meta["counts"]["users"]) is None
+
+
+def _load_run(spark, client, keys: KeyLayout, lock, manifest: dict, layout: RunLayout, publish_cfg: dict) -> dict:
+    """Load every key of the run and verify it; a run that fails verification is removed again."""
+    run_id = manifest["run_id"]
     publishing.delete_run(client, keys, run_id)  # leftovers of an earlier, unfinished attempt
     publishing.register_run(client, keys, run_id)
     lists = user_lists(spark.read.parquet(layout.recommendations)).cache()
     users = lists.count()
+    settings, batch_size = publishing.publisher_settings(publish_cfg), int(publish_cfg["batch_size"])
     started = time.monotonic()
-    written = load_user_lists(
-        lists, publishing.publisher_settings(publish_cfg), keys.prefix, run_id, int(publish_cfg["batch_size"])
-    )
+    with publishing.lock_kept_alive(lock, float(publish_cfg["lock_ttl_seconds"]) / 3):
+        written = load_user_lists(lists, settings, keys.prefix, run_id, batch_size)
     load_seconds = time.monotonic() - started
     lists.unpersist()
     popular = popular_lists(spark.read.parquet(layout.popular))
     publishing.write_popular(client, keys, run_id, popular)
-    loaded = publishing.count_user_keys(client, keys, run_id)
-    if loaded != users:
-        raise publishing.PublishRefused(
-            f"Redis holds {loaded} user keys for run {run_id} but the run has {users} users; the run stays non-current"
-        )
     published_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     publishing.write_meta(client, keys, run_id, run_meta(manifest, users, popular, published_at))
-    lock.reacquire()  # the load may have taken a while; the pointer switch checks the lock token
-    previous = publishing.promote(client, keys, run_id, lock, allow_older=rollback)
-    pruned = publishing.prune(client, keys, int(publish_cfg["keep_runs"]), int(publish_cfg["batch_size"]))
-    report = {
-        "status": "published",
-        "run_id": run_id,
-        "previous_run_id": previous,
+    problem = publishing.run_is_servable(client, keys, run_id, users)
+    if problem:
+        publishing.delete_run(client, keys, run_id)
+        raise publishing.PublishRefused(f"{problem}; the run was removed and the current run is unchanged")
+    return {
         "users": users,
         "keys_written": written,
         "load_seconds": round(load_seconds, 3),
         "keys_per_second": round(written / load_seconds, 1) if load_seconds else None,
-        "pruned_runs": pruned,
     }
-    log.info(
-        "published run %s (was %s): %d users, %d keys in %.1fs (%.0f keys/s); pruned %s",
-        run_id, previous, users, written, load_seconds, report["keys_per_second"] or 0, pruned or "nothing",
-    )  # fmt: skip
-    return report
 
 
 def run_meta(manifest: dict, users: int, popular: dict, published_at: str) -> dict:

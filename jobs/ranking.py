@@ -22,12 +22,13 @@ def seen_items(interactions: DataFrame) -> DataFrame:
     return interactions.groupBy("user_idx").agg(F.collect_set("item_idx").alias("seen"))
 
 
-def candidate_count(n_seen_col: str, n: int):
-    """Candidates to request for a user: n + seen, rounded up to a power of two so that
-    users fall into a few request sizes (at most twice what is needed)."""
+def candidate_count_of(n_seen, n: int):
+    """Candidates to request for a user who has seen ``n_seen`` items (a column): n + seen,
+    rounded up to a power of two so that users fall into a few request sizes (at most twice
+    what is needed), each one recommendForUserSubset call."""
     from pyspark.sql import functions as F
 
-    needed = F.col(n_seen_col) + F.lit(n)
+    needed = n_seen + F.lit(n)
     return F.pow(F.lit(2), F.ceil(F.log2(F.greatest(needed, F.lit(1))))).cast("int")
 
 
@@ -35,16 +36,11 @@ def als_candidates(model: ALSModel, seen: DataFrame, n: int) -> DataFrame:
     """ALS candidates per user in ``seen``, enough of them for n unseen: user_idx, candidates."""
     from pyspark.sql import functions as F
 
-    sized = (
-        seen.select("user_idx", F.size("seen").alias("n_seen"))
-        .select("user_idx", candidate_count("n_seen", n).alias("want"))
-        .cache()
-    )
+    sized = seen.select("user_idx", candidate_count_of(F.size("seen"), n).alias("want"))
     sizes = sorted(row["want"] for row in sized.select("want").distinct().collect())
     parts = [
         model.recommendForUserSubset(sized.where(F.col("want") == size).select("user_idx"), size) for size in sizes
     ]
-    sized.unpersist()
     if not parts:
         return seen.sparkSession.createDataFrame([], "user_idx int, candidates array<struct<item_idx:int,score:float>>")
     union = parts[0]
@@ -66,18 +62,29 @@ def item_popularity(interactions: DataFrame) -> DataFrame:
 
 
 def popular_candidates(popularity: DataFrame, seen: DataFrame, n: int) -> DataFrame:
-    """The most popular items as candidates for each user in ``seen``, n + seen of them."""
+    """The most popular items as candidates for each user in ``seen``: exactly the top n + seen."""
+    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     longest = seen.agg(F.max(F.size("seen"))).first()[0] or 0
-    ranked = popularity.orderBy(F.desc("score"), F.asc("item_idx")).limit(n + longest)
-    ranked_list = ranked.agg(
-        F.expr(
-            "array_sort(collect_list(named_struct('neg_score', -score, 'item_idx', item_idx, 'score', score)))"
-        ).alias("ordered")
-    ).select(F.expr("transform(ordered, r -> named_struct('item_idx', r.item_idx, 'score', r.score))").alias("ranked"))
-    return seen.crossJoin(F.broadcast(ranked_list)).select(
-        "user_idx", F.expr(f"slice(ranked, 1, size(seen) + {int(n)})").alias("candidates")
+    order = [F.desc("score"), F.asc("item_idx")]
+    top = popularity.orderBy(*order).limit(n + longest)
+    ranked = top.select("item_idx", "score", F.row_number().over(Window.orderBy(*order)).alias("pop_rank"))
+    wanted = seen.select("user_idx", (F.size("seen") + F.lit(int(n))).alias("want"))
+    pairs = wanted.join(F.broadcast(ranked), F.col("pop_rank") <= F.col("want"))
+    return collect_ranked(pairs, "user_idx", "pop_rank", ("item_idx", "score"), "candidates")
+
+
+def collect_ranked(frame: DataFrame, key: str, order_col: str, fields: tuple[str, ...], alias: str) -> DataFrame:
+    """One row per ``key``: its rows' ``fields`` as an array of structs, in ``order_col`` order."""
+    from pyspark.sql import functions as F
+
+    ordered = F.array_sort(F.collect_list(F.struct(order_col, *fields)))
+    kept = ", ".join(f"'{field}', r.{field}" for field in fields)
+    return (
+        frame.groupBy(key)
+        .agg(ordered.alias("_ordered"))
+        .select(key, F.expr(f"transform(_ordered, r -> named_struct({kept}))").alias(alias))
     )
 
 

@@ -25,6 +25,24 @@ from dataclasses import dataclass
 from jobs.storage import absolute_uri
 
 STAGES = ("prepare", "train", "evaluate", "recommend", "finalize", "publish")
+# What each build stage reads from other stages. Re-running a stage makes everything that
+# read its output stale; finalize reads every report, so it always has to run again.
+STAGE_INPUTS = {"train": ("prepare",), "evaluate": ("prepare",), "recommend": ("prepare", "train")}
+
+
+def stages_depending_on(stage: str) -> list[str]:
+    """Every build stage that reads, directly or not, what ``stage`` writes."""
+    found: list[str] = []
+    for candidate in STAGES:
+        inputs = STAGE_INPUTS.get(candidate, ())
+        if stage in inputs or any(earlier in inputs for earlier in found):
+            found.append(candidate)
+    return found
+
+
+def dated_path(path: str | None, run_date: str) -> str | None:
+    """Put the run date into a configured path: ``{run_date}`` stands for YYYY-MM-DD."""
+    return None if path is None else str(path).replace("{run_date}", run_date)
 
 
 def parse_run_date(text: str) -> str:

@@ -42,18 +42,41 @@ def _read_delimited(spark: SparkSession, path: str, source: dict, fmt: str) -> D
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
-    options = {"sep": "\t" if fmt == "tsv" else source.get("delimiter", ","), "header": bool(source.get("header"))}
-    if source.get("header"):
-        names = spark.read.csv(path, **options).columns
-    elif source.get("names"):
+    header = bool(source.get("header"))
+    options = {"sep": "\t" if fmt == "tsv" else source.get("delimiter", ","), "header": header}
+    if source.get("names") and not header:
         names = list(source["names"])
     else:
-        names = spark.read.csv(path, **options).columns  # _c0, _c1, ...
+        names = spark.read.csv(path, **options).columns  # the header's names, or _c0, _c1, ...
     schema = StructType(
         [StructField(name, StringType()) for name in names] + [StructField(CORRUPT_RECORD, StringType())]
     )
-    frame = spark.read.csv(path, schema=schema, mode="PERMISSIVE", columnNameOfCorruptRecord=CORRUPT_RECORD, **options)
+    # With a header, each file's header must match the schema: a file whose columns come in
+    # another order then fails, instead of having its users and items swapped silently.
+    frame = spark.read.csv(
+        path,
+        schema=schema,
+        mode="PERMISSIVE",
+        columnNameOfCorruptRecord=CORRUPT_RECORD,
+        enforceSchema=not header,
+        **options,
+    )
     return frame.select("*", F.col("_metadata.file_path").alias(SOURCE_FILE))
+
+
+def header_mismatch(exc: Exception) -> JobError | None:
+    """A clear refusal for Spark's error about a CSV file whose header differs from the others."""
+    import re
+
+    text = str(exc)
+    if "CSV header does not conform to the schema" not in text:
+        return None
+    where = re.search(r"reading file (\S+?)\.?\s", text)
+    header = re.search(r"Header: ([^\n]*)", text)
+    return JobError(
+        f"input file {where.group(1) if where else '?'} has header [{header.group(1) if header else '?'}], "
+        "which does not match the other files' header; fix or remove that file"
+    )
 
 
 def require_columns(frame: DataFrame, wanted: dict, what: str) -> None:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from conf import ConfigError, load_config
 from jobs import storage
-from jobs.run_layout import RunLayout, parse_run_date
+from jobs.run_layout import RunLayout, parse_run_date, stages_depending_on
 from jobs.session import spark_session
 
 if TYPE_CHECKING:
@@ -57,9 +57,11 @@ def _run_date_arg(text: str) -> str:
 
 def run_stage(spark: SparkSession, cfg: dict, layout: RunLayout, stage: str, body: StageBody) -> dict:
     """Run one stage body, timed, and write its report; the run stops counting as complete first."""
-    # A run whose outputs are being replaced is not complete until finalize says so again.
+    # A run whose outputs are being replaced is not complete until finalize says so again, and
+    # the reports of stages that read this stage's output no longer describe it.
     storage.delete(spark, layout.manifest)
-    storage.delete(spark, layout.stage_report(stage))
+    for stale in (stage, *stages_depending_on(stage)):
+        storage.delete(spark, layout.stage_report(stale))
     log.info("stage %s: started for run %s", stage, layout.run_date)
     started = time.monotonic()
     report = body(spark, cfg, layout)

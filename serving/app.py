@@ -50,7 +50,7 @@ def init_store(app: Flask) -> None:
         client_name="recs-api",
     )
     app.extensions["recs_store"] = RecommendationStore(
-        connect(settings),
+        lambda: connect(settings),
         KeyLayout(app.config["KEY_PREFIX"]),
         refresh_seconds=float(app.config["POINTER_REFRESH_SECONDS"]),
         retry_after_seconds=float(app.config["REDIS_RETRY_AFTER_SECONDS"]),

@@ -37,6 +37,11 @@ _FORBIDDEN = re.compile(ID_FORBIDDEN_CHARS)
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
+def normalize_id(value: str) -> str:
+    """Ids are compared without leading and trailing spaces (prepare trims them the same way)."""
+    return value.strip(" ")
+
+
 def id_problem(value: str) -> str | None:
     """Why a user, item or category id is not acceptable, or None when it is."""
     if value == "":

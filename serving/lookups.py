@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from serving.errors import NotFound
-from serving.store import NoCurrentRun, RankedList, RecommendationStore, RunSnapshot, StoreDataError, StoreUnavailable
+from serving.store import NoCurrentRun, RankedList, RecommendationStore, StoreDataError, StoreUnavailable
 
 DOWN_MODES = ("fallback", "unavailable")
 
@@ -15,43 +15,30 @@ def ranked_items(items: RankedList | tuple, n: int) -> list[dict]:
     return [{"item_id": item_id, "score": score, "rank": rank} for rank, (item_id, score) in enumerate(items[:n], 1)]
 
 
-def _fallback_snapshot(store: RecommendationStore, down_mode: str, cause: StoreUnavailable) -> RunSnapshot:
-    """The in-memory copy of the last loaded run, when config allows answering from it."""
-    snapshot = store.last_good()
-    if down_mode != "fallback" or snapshot is None:
-        raise cause
-    return snapshot
-
-
 def recommendations(store: RecommendationStore, user_id: str, n: int, down_mode: str) -> dict:
-    """A user's list: personalized if the current run knows the user, else the popular list."""
+    """A user's list: personalized if the current run knows the user, else the popular list.
+    When Redis fails mid-request, the same run's popular list (held in memory) answers."""
+    snapshot = store.current()
     try:
-        snapshot = store.current()
-        items = store.user_items(snapshot, user_id)
-        source = "personalized"
+        items, source = store.user_items(snapshot, user_id), "personalized"
         if items is None:
             items, source = snapshot.popular, "popular"
-    except StoreUnavailable as exc:
-        snapshot = _fallback_snapshot(store, down_mode, exc)
+    except StoreUnavailable:
+        if down_mode != "fallback":
+            raise
         items, source = snapshot.popular, "fallback"
     return {"user_id": user_id, "run_id": snapshot.run_id, "source": source, "items": ranked_items(items, n)}
 
 
-def popular(store: RecommendationStore, n: int, category: str | None, down_mode: str) -> dict:
-    """The overall popular list, or one category's."""
-    try:
-        snapshot = store.current()
-        items, source = snapshot.popular, "popular"
-        if category is not None:
-            items = store.category_items(snapshot, category)
-            if items is None:
-                raise NotFound(f"category {category!r} has no popular list in run {snapshot.run_id}")
-    except StoreUnavailable as exc:
-        if category is not None:
-            raise  # only the overall list is kept in memory
-        snapshot = _fallback_snapshot(store, down_mode, exc)
-        items, source = snapshot.popular, "fallback"
-    return {"run_id": snapshot.run_id, "source": source, "category": category, "items": ranked_items(items, n)}
+def popular(store: RecommendationStore, n: int, category: str | None) -> dict:
+    """The overall popular list (always from memory), or one category's (one Redis GET)."""
+    snapshot = store.current()
+    items = snapshot.popular
+    if category is not None:
+        items = store.category_items(snapshot, category)
+        if items is None:
+            raise NotFound(f"category {category!r} has no popular list in run {snapshot.run_id}")
+    return {"run_id": snapshot.run_id, "source": "popular", "category": category, "items": ranked_items(items, n)}
 
 
 def readiness(store: RecommendationStore, now: dt.datetime) -> tuple[bool, dict]:

@@ -5,7 +5,9 @@ admin CLI (serving/admin.py); the key names come from serving.contract."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from serving.contract import KeyLayout, decode_meta, encode_items, encode_meta, newest_first
 from serving.redis_conn import RedisSettings
@@ -57,6 +59,42 @@ def acquire_publish_lock(client, keys: KeyLayout, ttl_seconds: float):
             f"another publisher holds {keys.publish_lock} (expires in {max(remaining, 0) / 1000:.0f}s)"
         )
     return lock
+
+
+@contextmanager
+def lock_kept_alive(lock, every_seconds: float) -> Iterator[None]:
+    """Renew the lock's TTL in the background while a long load runs; refuse if it was lost."""
+    from redis.exceptions import LockError
+
+    stop, lost = threading.Event(), []
+
+    def renew() -> None:
+        while not stop.wait(every_seconds):
+            try:
+                lock.reacquire()
+            except LockError as exc:
+                lost.append(exc)
+                return
+
+    renewer = threading.Thread(target=renew, name="recs-lock-renewer", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join()
+    if lost:
+        raise PublishRefused("the publish lock was lost during the load; another publisher may have taken over")
+
+
+def renew_publish_lock(lock) -> None:
+    """Reset the lock's TTL now, or refuse if another process holds it."""
+    from redis.exceptions import LockError
+
+    try:
+        lock.reacquire()
+    except LockError as exc:
+        raise PublishRefused("the publish lock was lost; raise publish.lock_ttl_seconds") from exc
 
 
 def release_publish_lock(lock) -> None:
@@ -111,6 +149,17 @@ def _unlink(client, batch: list) -> int:
     for key in batch:
         pipe.unlink(key)
     return sum(pipe.execute())
+
+
+def run_is_servable(client, keys: KeyLayout, run_id: str, users: int) -> str | None:
+    """Why a loaded run must not become current (wrong user count, no meta or popular list), or None."""
+    loaded = count_user_keys(client, keys, run_id)
+    if loaded != users:
+        return f"Redis holds {loaded} user keys for run {run_id} but the run has {users} users"
+    missing = [key for key in (keys.run_meta(run_id), keys.popular(run_id)) if not client.exists(key)]
+    if missing:
+        return f"run {run_id} lacks {missing}"
+    return None
 
 
 def count_user_keys(client, keys: KeyLayout, run_id: str) -> int:
@@ -169,12 +218,13 @@ def rollback(client, keys: KeyLayout, lock) -> tuple[str, str]:
     return current, earlier[0]
 
 
-def prune(client, keys: KeyLayout, keep: int, batch_size: int = 500) -> list[str]:
-    """Keep the current run and the newest ``keep`` complete runs; delete every other run."""
+def prune(client, keys: KeyLayout, keep: int, batch_size: int = 500, also_keep: Iterable[str | None] = ()) -> list[str]:
+    """Keep the current run, the newest ``keep`` complete runs and ``also_keep`` (the run just
+    replaced, which readers may still hold for a moment); delete every other run."""
     if keep < 2:
         raise PublishRefused("publish.keep_runs must be at least 2: readers may still hold the previous run")
     current = current_run(client, keys)
-    kept = set(complete_runs(client, keys)[:keep]) | ({current} if current else set())
+    kept = set(complete_runs(client, keys)[:keep]) | {run_id for run_id in (current, *also_keep) if run_id}
     doomed = [run_id for run_id in known_runs(client, keys) if run_id not in kept]
     for run_id in doomed:
         removed = delete_run(client, keys, run_id, batch_size)

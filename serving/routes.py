@@ -58,7 +58,7 @@ def popular():
     if category is not None:
         category = checked_id(category, "category")
     n = requested_n()
-    return jsonify(lookups.popular(store(), n, category, current_app.config["REDIS_DOWN_MODE"]))
+    return jsonify(lookups.popular(store(), n, category))
 
 
 @ops.get("/healthz")

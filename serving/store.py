@@ -7,7 +7,8 @@ so a response always comes from exactly one run, and a personalized lookup is on
 
 When Redis fails, the store raises StoreUnavailable and, for ``retry_after_seconds``, answers
 without trying Redis at all, so an outage costs requests nothing but the fallback; the watcher
-keeps probing and clears the outage when Redis answers again.
+keeps probing and clears the outage when Redis answers again. The client is created on first
+use, so the API starts even while Redis (or a Redis Cluster, which connects on creation) is down.
 """
 
 from __future__ import annotations
@@ -55,19 +56,19 @@ class RecommendationStore:
 
     def __init__(
         self,
-        client,
+        connect: Callable[[], object],
         keys: KeyLayout,
         refresh_seconds: float = 1.0,
         retry_after_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ):
-        self._client = client
+        self._connect = connect
+        self._client_instance = None
         self._keys = keys
         self._refresh_seconds = refresh_seconds
         self._retry_after = retry_after_seconds
         self._clock = clock
         self._snapshot: RunSnapshot | None = None
-        self._last_good: RunSnapshot | None = None
         self._down_until = 0.0
         self._refresh_lock = threading.Lock()
         self._watcher: threading.Thread | None = None
@@ -86,22 +87,25 @@ class RecommendationStore:
     def refresh(self) -> RunSnapshot | None:
         """Re-read the pointer; load the run's meta and popular list if it moved."""
         with self._refresh_lock:
-            pointer = self._call(self._client.get, self._keys.current, probe=True)
+            pointer = self._call(lambda: self._client().get(self._keys.current), probe=True)
             if pointer is None:
                 self._snapshot = None
                 return None
             run_id = pointer.decode("utf-8") if isinstance(pointer, bytes) else pointer
             if self._snapshot is None or self._snapshot.run_id != run_id:
                 self._snapshot = self._load(run_id)
-                self._last_good = self._snapshot
                 log.info("serving run %s", run_id)
             return self._snapshot
 
     def _load(self, run_id: str) -> RunSnapshot:
-        pipe = self._client.pipeline(transaction=False)
-        pipe.get(self._keys.run_meta(run_id))
-        pipe.get(self._keys.popular(run_id))
-        meta_raw, popular_raw = self._call(pipe.execute, probe=True)
+
+        def fetch():
+            pipe = self._client().pipeline(transaction=False)
+            pipe.get(self._keys.run_meta(run_id))
+            pipe.get(self._keys.popular(run_id))
+            return pipe.execute()
+
+        meta_raw, popular_raw = self._call(fetch, probe=True)
         if meta_raw is None or popular_raw is None:
             raise StoreDataError(f"run {run_id} is current but its meta or popular list is missing")
         try:
@@ -111,20 +115,18 @@ class RecommendationStore:
 
     def user_items(self, snapshot: RunSnapshot, user_id: str) -> RankedList | None:
         """A known user's list in the snapshot's run, or None for a user the run does not know."""
-        return self._ranked(self._call(self._client.get, self._keys.user_recs(snapshot.run_id, user_id)))
+        key = self._keys.user_recs(snapshot.run_id, user_id)
+        return self._ranked(self._call(lambda: self._client().get(key)))
 
     def category_items(self, snapshot: RunSnapshot, category: str) -> RankedList | None:
         """A category's popular list in the snapshot's run, or None for an unknown category."""
-        return self._ranked(self._call(self._client.get, self._keys.popular(snapshot.run_id, category)))
-
-    def last_good(self) -> RunSnapshot | None:
-        """The last run successfully loaded, kept in memory for answering during an outage."""
-        return self._last_good
+        key = self._keys.popular(snapshot.run_id, category)
+        return self._ranked(self._call(lambda: self._client().get(key)))
 
     def ping(self) -> bool:
         """Whether Redis answers right now (always a real round trip)."""
         try:
-            self._call(self._client.ping, probe=True)
+            self._call(lambda: self._client().ping(), probe=True)
             return True
         except StoreUnavailable:
             return False
@@ -141,18 +143,22 @@ class RecommendationStore:
         except ValueError as exc:
             raise StoreDataError(str(exc)) from exc
 
-    def _call(self, func, *args, probe: bool = False):
-        """Run one Redis call; map failures to StoreUnavailable and remember the outage."""
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
+    def _client(self):
+        if self._client_instance is None:
+            self._client_instance = self._connect()
+        return self._client_instance
+
+    def _call(self, func: Callable[[], object], probe: bool = False):
+        """Run one Redis call; map any Redis failure to StoreUnavailable and remember the outage."""
+        from redis.exceptions import RedisClusterException, RedisError
 
         if not probe and self._clock() < self._down_until:
             raise StoreUnavailable("Redis failed moments ago; not retrying yet")
         try:
-            result = func(*args)
-        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            result = func()
+        except (RedisError, RedisClusterException, OSError) as exc:
             self._down_until = self._clock() + self._retry_after
-            raise StoreUnavailable(f"Redis unavailable: {exc}") from exc
+            raise StoreUnavailable(f"Redis unavailable: {exc!r}") from exc
         self._down_until = 0.0
         return result
 

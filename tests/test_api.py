@@ -81,6 +81,13 @@ def test_ids_with_slashes_spaces_and_unicode(client, seeded, user, path):
     assert [item["item_id"] for item in body["items"]] == [item for item, _ in USERS[user]]
 
 
+def test_ids_are_compared_without_surrounding_spaces(client, seeded):
+    body = client.get("/v1/recommendations/%20alice%20").get_json()
+    assert body["user_id"] == "alice" and body["source"] == "personalized"
+    blank = client.get("/v1/recommendations/%20%20")
+    assert blank.status_code == 400 and blank.get_json()["detail"] == "user_id must not be empty"
+
+
 def test_unknown_user_gets_the_popular_list(client, seeded):
     response = client.get("/v1/recommendations/nobody")
     assert response.get_json() == {

@@ -46,3 +46,28 @@ def test_storage_round_trips_text_atomically(spark, tmp_path):
     assert storage.read_json(spark, target) == {"b": 2}
     assert not (tmp_path / "a" / "doc.json.tmp").exists()
     assert storage.read_json(spark, str(tmp_path / "missing.json")) is None
+
+
+def test_stages_depending_on_follow_the_data():
+    from jobs.run_layout import stages_depending_on
+
+    assert stages_depending_on("prepare") == ["train", "evaluate", "recommend"]
+    assert stages_depending_on("train") == ["recommend"]
+    assert stages_depending_on("evaluate") == []
+
+
+def test_rerunning_a_stage_invalidates_the_reports_that_read_it(spark, tmp_path):
+    from jobs.stage import run_stage
+
+    layout = RunLayout(str(tmp_path), "2026-11-29")
+    for stage in ("prepare", "train", "evaluate", "recommend"):
+        storage.write_json(spark, layout.stage_report(stage), {"stage": stage})
+    storage.write_json(spark, layout.manifest, {"run_id": "x"})
+    run_stage(spark, {}, layout, "train", lambda *_: {})
+    present = {
+        s for s in ("prepare", "train", "evaluate", "recommend") if storage.exists(spark, layout.stage_report(s))
+    }
+    assert present == {"prepare", "train", "evaluate"}
+    assert not storage.exists(spark, layout.manifest)
+    with pytest.raises(JobError, match=r"missing stage reports for \['recommend'\]"):
+        finalize.run(spark, {}, layout)

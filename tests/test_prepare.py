@@ -37,6 +37,7 @@ ROWS = [
     (("neg_ts", "u1", "i1", "1", "-1", None), "negative_timestamp"),
     (("pre_epoch_iso", "u1", "i1", "1", "1969-12-31T23:59:59Z", None), "negative_timestamp"),
     (("inf_ts", "u1", "i1", "1", "1e400", None), "non_finite_timestamp"),
+    (("millis_as_seconds", "u1", "i1", "1", "1700000000000", None), "timestamp_out_of_range"),
 ]
 
 
@@ -151,11 +152,14 @@ def test_item_meta_splits_categories_and_dedupes(spark):
         "id string, name string, genres string, _corrupt_record string, source_file string",
     )
     parsed = prepare.standardize_item_meta(raw, {"item": "id", "title": "name", "categories": "genres"}, "|")
-    assert parsed.where("reason = 'missing_item'").count() == 1
+    marked = prepare.mark_duplicate_items(parsed)
+    reasons = sorted((r["item_raw"], r["title"], r["reason"]) for r in marked.where("reason IS NOT NULL").collect())
+    assert reasons == [("", "x", "missing_item"), ("i1", "B title", "duplicate_item")]
+    kept = marked.where("reason IS NULL").select("item_id", "title", "categories")
     expected = spark.createDataFrame(
         [("i1", "A title", ["Drama"])], "item_id string, title string, categories array<string>"
     )
-    assertDataFrameEqual(prepare.dedupe_item_meta(parsed), expected)
+    assertDataFrameEqual(kept, expected)
 
 
 def write_lines(path, lines):
@@ -241,3 +245,22 @@ def test_run_counts_and_outputs(spark, pipeline_config, tmp_path):
     assert report["item_meta"]["items"] == 2
     interactions = spark.read.parquet(layout.interactions)
     assert interactions.where("user_idx = 0 AND item_idx = 0").first()["weight"] == 5.0
+
+
+def test_a_file_with_its_columns_in_another_order_is_refused_not_swapped(spark, pipeline_config, tmp_path):
+    write_lines(tmp_path / "data" / "interactions" / "part-0.csv", ["user_id,item_id,rating,timestamp", "u1,i1,3,1"])
+    write_lines(tmp_path / "data" / "interactions" / "part-1.csv", ["item_id,user_id,rating,timestamp", "i2,u2,3,1"])
+    pipeline_config["items"]["path"] = None
+    # Spark takes the names from whichever file it reads first; the other one is refused.
+    with pytest.raises(JobError, match=r"part-[01].csv has header \[\w+_id, \w+_id, rating, timestamp\], which does"):
+        run_prepare(spark, pipeline_config)
+
+
+def test_run_date_in_the_input_path_reads_that_dates_snapshot(spark, pipeline_config, tmp_path):
+    write_lines(tmp_path / "logs" / "2026-11-28" / "a.csv", ["user_id,item_id,rating,timestamp", "old,i1,1,1"])
+    write_lines(tmp_path / "logs" / "2026-11-29" / "a.csv", ["user_id,item_id,rating,timestamp", "new,i1,1,1"])
+    pipeline_config["input"]["path"] = str(tmp_path / "logs" / "{run_date}")
+    pipeline_config["items"]["path"] = None
+    layout, report = run_prepare(spark, pipeline_config, "2026-11-28")
+    assert report["input"]["rows_read"] == 1
+    assert [r["user_id"] for r in spark.read.parquet(layout.users).collect()] == ["old"]

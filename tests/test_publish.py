@@ -106,7 +106,7 @@ def test_retention_keeps_the_last_k_runs_and_rollback_steps_back(spark, cfg, red
         admin.rollback(redis_client, KEYS, 60)
 
 
-def test_a_short_load_is_not_made_current_and_is_cleaned_up_later(spark, cfg, redis_client, monkeypatch):
+def test_a_short_load_is_not_made_current_and_is_removed(spark, cfg, redis_client, monkeypatch):
     publish.run(spark, cfg, make_run(spark, cfg, 0))
     real_load = publish.load_user_lists
 
@@ -117,10 +117,8 @@ def test_a_short_load_is_not_made_current_and_is_cleaned_up_later(spark, cfg, re
     with pytest.raises(publishing.PublishRefused, match="holds 30 user keys .* but the run has 40 users"):
         publish.run(spark, cfg, make_run(spark, cfg, 1))
     assert redis_client.get(KEYS.current).decode() == RUNS[0][1]
-    monkeypatch.undo()
-    publish.run(spark, cfg, make_run(spark, cfg, 2))
-    publish.run(spark, cfg, make_run(spark, cfg, 3))
-    assert user_keys(redis_client, RUNS[1][1]) == 0, "the half-loaded run was pruned"
+    assert user_keys(redis_client, RUNS[1][1]) == 0, "the half-loaded run was removed"
+    assert publishing.known_runs(redis_client, KEYS) == [RUNS[0][1]]
 
 
 def test_promote_refuses_without_the_lock(redis_client):
@@ -146,3 +144,36 @@ def test_admin_cli_status_and_rollback(spark, cfg, redis_server, redis_client):
     again = subprocess.run([sys.executable, "-m", "serving.admin", "rollback"], env=env, cwd=ROOT,
                            capture_output=True, text=True)  # fmt: skip
     assert again.returncode == 2 and "no retained run older" in again.stderr
+
+
+def test_the_run_replaced_by_a_publish_survives_retention(spark, cfg, redis_client):
+    for index in range(3):
+        publish.run(spark, cfg, make_run(spark, cfg, index))
+    admin.rollback(redis_client, KEYS, 60)  # current is now run 1, older than the two newest
+    report = publish.run(spark, cfg, make_run(spark, cfg, 3))
+    assert report["previous_run_id"] == RUNS[1][1]
+    assert user_keys(redis_client, RUNS[1][1]) == 40, "readers may still hold the run just replaced"
+    assert publishing.known_runs(redis_client, KEYS) == [RUNS[3][1], RUNS[2][1], RUNS[1][1]]
+
+
+def test_rollback_to_a_retained_run_switches_without_reloading(spark, cfg, redis_client):
+    older, newer = make_run(spark, cfg, 0), make_run(spark, cfg, 1)
+    publish.run(spark, cfg, older)
+    publish.run(spark, cfg, newer)
+    report = publish.run(spark, cfg, older, rollback=True)
+    assert report["reused"] is True and "keys_written" not in report
+    assert redis_client.get(KEYS.current).decode() == RUNS[0][1]
+
+
+def test_losing_the_lock_during_the_load_refuses_the_switch(spark, cfg, redis_client, monkeypatch):
+    real_load = publish.load_user_lists
+
+    def load_then_lose_lock(*args):
+        written = real_load(*args)
+        redis_client.set(KEYS.publish_lock, "someone-else")  # our lock expired and another publisher took it
+        return written
+
+    monkeypatch.setattr(publish, "load_user_lists", load_then_lose_lock)
+    with pytest.raises(publishing.PublishRefused, match="lock was lost"):
+        publish.run(spark, cfg, make_run(spark, cfg, 0))
+    assert redis_client.get(KEYS.current) is None

@@ -3,7 +3,7 @@
 import pytest
 from pyspark.sql import functions as F
 
-from jobs.ranking import als_candidates, candidate_count, item_popularity, popular_candidates, seen_items, top_unseen
+from jobs.ranking import als_candidates, candidate_count_of, item_popularity, popular_candidates, seen_items, top_unseen
 from jobs.train import fit_als
 
 
@@ -25,7 +25,7 @@ def test_top_unseen_filters_in_order_and_cuts_at_n(spark):
 )
 def test_candidate_count_is_the_next_power_of_two(spark, n_seen, n, want):
     frame = spark.createDataFrame([(n_seen,)], "n_seen int")
-    assert frame.select(candidate_count("n_seen", n)).first()[0] == want
+    assert frame.select(candidate_count_of(F.col("n_seen"), n)).first()[0] == want
 
 
 def test_popular_candidates_cover_seen_plus_n_in_popularity_order(spark):
