@@ -180,7 +180,8 @@ def synthetic_run(spark, runs_root: str, users: int, per_user: int):
 
 
 def reference_loads(redis_url: str, layout, sample: int) -> dict:
-    """Driver-side loaders on one connection: one SET per round trip, and pipelined batches."""
+    """Driver-side loaders on one connection, encoding included: one SET per round trip (on a
+    sample), and pipelined batches of 500 (all users)."""
     import pyarrow.dataset as ds
     import redis
 
@@ -189,23 +190,21 @@ def reference_loads(redis_url: str, layout, sample: int) -> dict:
 
     table = ds.dataset(layout.recommendations, format="parquet").to_table().to_pandas()
     table = table.sort_values(["user_id", "rank"])
-    lists = [
-        (user, list(zip(group["item_id"], group["score"], strict=True))) for user, group in table.groupby("user_id")
-    ]
-    writes = list(user_list_writes(lists, KeyLayout("refbench"), "ref"))
+    groups = table.groupby("user_id")
+    lists = [(user, list(zip(group["item_id"], group["score"], strict=True))) for user, group in groups]
     client = redis.Redis.from_url(redis_url)
     started = time.monotonic()
-    for key, value in writes[:sample]:
+    for key, value in user_list_writes(lists[:sample], KeyLayout("refbench"), "ref"):
         client.set(key, value)
     one_by_one = sample / (time.monotonic() - started)
     started = time.monotonic()
     pipe = client.pipeline(transaction=False)
-    for index, (key, value) in enumerate(writes, 1):
+    for index, (key, value) in enumerate(user_list_writes(lists, KeyLayout("refbench"), "ref"), 1):
         pipe.set(key, value)
         if index % 500 == 0:
             pipe.execute()
     pipe.execute()
-    pipelined = len(writes) / (time.monotonic() - started)
+    pipelined = len(lists) / (time.monotonic() - started)
     client.flushdb()
     return {"one_set_per_round_trip": round(one_by_one, 1), "pipelined_single_connection": round(pipelined, 1)}
 
@@ -253,22 +252,29 @@ def bench_api(redis, users: int, repeats: int, concurrency: int, seconds: float)
     from bench.load import run_load
 
     rng = random.Random(3)
+    known = [f"/v1/recommendations/user_{rng.randrange(users):08d}?n=10" for _ in range(5000)]
+    # name: (paths, connections); one connection shows the service time without queueing.
     scenarios = {
-        "healthz_reference": ["/healthz"],
-        "personalized": [f"/v1/recommendations/user_{rng.randrange(users):08d}?n=10" for _ in range(5000)],
-        "unknown_user_popular": [f"/v1/recommendations/new-user-{i}?n=10" for i in range(5000)],
-        "redis_down_fallback": [f"/v1/recommendations/user_{rng.randrange(users):08d}?n=10" for _ in range(5000)],
+        "healthz_reference": (["/healthz"], concurrency),
+        "healthz_reference_1_connection": (["/healthz"], 1),
+        "personalized": (known, concurrency),
+        "personalized_1_connection": (known, 1),
+        "unknown_user_popular": ([f"/v1/recommendations/new-user-{i}?n=10" for i in range(5000)], concurrency),
+        "redis_down_fallback": (known, concurrency),
     }
     server = ApiServer(redis.url, WORK / "bench-api.log", workers=2, threads=8)
     server.start()
     results = {}
     try:
-        for name, paths in scenarios.items():
+        for name, (paths, connections) in scenarios.items():
             if name == "redis_down_fallback":
                 redis.stop()
-            run_load(server.url, paths, concurrency, 1.0)  # warm-up: every worker loads the run
-            runs = [run_load(server.url, paths, concurrency, seconds) for _ in range(repeats)]
+            run_load(server.url, paths, max(connections, 4), 1.0)  # warm-up: every worker loads the run
+            runs = [
+                run_load(server.url, paths, connections, seconds, processes=min(2, connections)) for _ in range(repeats)
+            ]
             results[name] = {
+                "connections": connections,
                 "rps": median_of([r.rps for r in runs]),
                 "p50_ms": median_of([r.p50_ms for r in runs]),
                 "p99_ms": median_of([r.p99_ms for r in runs]),
@@ -327,7 +333,7 @@ def markdown(results: dict) -> str:
             "",
             "| loader | keys/s |",
             "|---|---:|",
-            f"| publish job (Spark foreachPartition, pipelined batches of {pb['batch_size']}), median | "
+            f"| publish job (Spark executors, Arrow batches, pipelined batches of {pb['batch_size']}), median | "
             f"{pb['keys_per_second']['median']:,.0f} |",
         ]
         lines += [
@@ -342,7 +348,7 @@ def markdown(results: dict) -> str:
     if "api" in results:
         api = results["api"]
         lines += [
-            f"## API under {api['server']}, {api['concurrency']} connections, medians of "
+            f"## API under {api['server']}, {api['concurrency']} connections unless named, medians of "
             f"{len(next(iter(api['scenarios'].values()))['runs'])} x {api['seconds_per_run']} s",
             "",
             "| lookup | req/s | p50 ms | p99 ms | errors |",

@@ -48,31 +48,43 @@ def popular_lists(popular: DataFrame) -> dict[str | None, list[tuple[str, float]
 
 
 def load_user_lists(lists: DataFrame, settings: RedisSettings, prefix: str, run_id: str, batch_size: int) -> int:
-    """Write every user's list from the executors, pipelined in batches; return keys written."""
-    written = lists.sparkSession.sparkContext.accumulator(0)
+    """Write every user's list from the executors, pipelined in batches; return keys written.
 
-    def write_partition(rows) -> None:
+    Each partition reaches Python as Arrow record batches (mapInArrow, the columnar form of
+    foreachPartition) and yields how many keys it wrote; a retried task rewrites the same keys
+    and only its successful attempt is counted."""
+    from pyspark.sql import functions as F
+
+    def write_partition(batches):
+        import pyarrow as pa
+
         from serving.contract import KeyLayout
         from serving.publishing import user_list_writes
         from serving.redis_conn import connect
 
-        client = connect(settings)
-        pipe, pending = client.pipeline(transaction=False), 0
-        pairs = ((row["user_id"], [(e["item_id"], e["score"]) for e in row["items"]]) for row in rows)
-        for key, value in user_list_writes(pairs, KeyLayout(prefix), run_id):
-            pipe.set(key, value)
-            pending += 1
-            if pending >= batch_size:
-                pipe.execute()
-                written.add(pending)
-                pending = 0
-        if pending:
+        client, keys = connect(settings), KeyLayout(prefix)
+        pipe = client.pipeline(transaction=False)
+        for batch in batches:
+            for key, value in user_list_writes(_batch_lists(batch), keys, run_id):
+                pipe.set(key, value)
+                if len(pipe) >= batch_size:
+                    pipe.execute()
             pipe.execute()
-            written.add(pending)
+            yield pa.RecordBatch.from_pydict({"written": [batch.num_rows]})
         client.close()
 
-    lists.foreachPartition(write_partition)
-    return written.value
+    return int(lists.mapInArrow(write_partition, "written long").agg(F.sum("written")).first()[0] or 0)
+
+
+def _batch_lists(batch):
+    """(user_id, [(item_id, score), ...]) pairs from an Arrow batch of user_lists rows."""
+    users = batch.column("user_id").to_pylist()
+    items = batch.column("items")
+    offsets = items.offsets.to_pylist()
+    item_ids, scores = items.values.field("item_id").to_pylist(), items.values.field("score").to_pylist()
+    for row, user_id in enumerate(users):
+        start, end = offsets[row], offsets[row + 1]
+        yield user_id, list(zip(item_ids[start:end], scores[start:end], strict=True))
 
 
 def run(spark: SparkSession, cfg: dict, layout: RunLayout, rollback: bool = False) -> dict:

@@ -54,6 +54,7 @@ def init_store(app: Flask) -> None:
         KeyLayout(app.config["KEY_PREFIX"]),
         refresh_seconds=float(app.config["POINTER_REFRESH_SECONDS"]),
         retry_after_seconds=float(app.config["REDIS_RETRY_AFTER_SECONDS"]),
+        fallback_file=app.config["FALLBACK_FILE"] or None,
     )
 
 

@@ -9,15 +9,23 @@ When Redis fails, the store raises StoreUnavailable and, for ``retry_after_secon
 without trying Redis at all, so an outage costs requests nothing but the fallback; the watcher
 keeps probing and clears the outage when Redis answers again. The client is created on first
 use, so the API starts even while Redis (or a Redis Cluster, which connects on creation) is down.
+
+Each newly loaded run's meta and popular list are also written to ``fallback_file`` (JSON), so
+that a worker started during an outage (a restart, or gunicorn recycling it) can still answer
+from the last run any worker saw.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from serving.contract import KeyLayout, decode_items, decode_meta
 
@@ -60,6 +68,7 @@ class RecommendationStore:
         keys: KeyLayout,
         refresh_seconds: float = 1.0,
         retry_after_seconds: float = 1.0,
+        fallback_file: str | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self._connect = connect
@@ -67,6 +76,7 @@ class RecommendationStore:
         self._keys = keys
         self._refresh_seconds = refresh_seconds
         self._retry_after = retry_after_seconds
+        self._fallback_file = Path(fallback_file) if fallback_file else None
         self._clock = clock
         self._snapshot: RunSnapshot | None = None
         self._down_until = 0.0
@@ -79,7 +89,15 @@ class RecommendationStore:
         self._start_watcher()
         snapshot = self._snapshot
         if snapshot is None:
-            snapshot = self.refresh()
+            try:
+                snapshot = self.refresh()
+            except StoreUnavailable:
+                snapshot = self._snapshot = self._read_fallback_file()
+                if snapshot is None:
+                    raise
+                log.warning(
+                    "Redis unavailable at start; answering from %s (run %s)", self._fallback_file, snapshot.run_id
+                )
         if snapshot is None:
             raise NoCurrentRun("no run has been published to the store yet")
         return snapshot
@@ -94,6 +112,7 @@ class RecommendationStore:
             run_id = pointer.decode("utf-8") if isinstance(pointer, bytes) else pointer
             if self._snapshot is None or self._snapshot.run_id != run_id:
                 self._snapshot = self._load(run_id)
+                self._write_fallback_file(self._snapshot)
                 log.info("serving run %s", run_id)
             return self._snapshot
 
@@ -142,6 +161,29 @@ class RecommendationStore:
             return decode_items(raw)
         except ValueError as exc:
             raise StoreDataError(str(exc)) from exc
+
+    def _write_fallback_file(self, snapshot: RunSnapshot) -> None:
+        if self._fallback_file is None:
+            return
+        document = {"run_id": snapshot.run_id, "meta": snapshot.meta, "popular": list(snapshot.popular)}
+        try:
+            self._fallback_file.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=self._fallback_file.parent, delete=False, suffix=".tmp") as out:
+                json.dump(document, out)
+            os.replace(out.name, self._fallback_file)  # atomic: workers may write at the same time
+        except OSError as exc:
+            log.warning("could not write the fallback file %s: %s", self._fallback_file, exc)
+
+    def _read_fallback_file(self) -> RunSnapshot | None:
+        if self._fallback_file is None or not self._fallback_file.exists():
+            return None
+        try:
+            document = json.loads(self._fallback_file.read_text("utf-8"))
+            popular = tuple(decode_items(json.dumps(document["popular"])))
+            return RunSnapshot(document["run_id"], document["meta"], popular)
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("ignoring unreadable fallback file %s: %s", self._fallback_file, exc)
+            return None
 
     def _client(self):
         if self._client_instance is None:

@@ -80,6 +80,7 @@ class ApiServer:
         self.env = project_env(
             RECS_API_BIND=f"127.0.0.1:{self.port}",
             RECS_API_REDIS_URL=redis_url,
+            RECS_API_FALLBACK_FILE=str(log_path.with_suffix(".fallback.json")),
             **{f"RECS_API_{key.upper()}": str(value) for key, value in settings.items()},
         )
         self.process: subprocess.Popen | None = None

@@ -35,10 +35,20 @@ def assert_matches_openapi(response, path: str, method: str = "get") -> None:
 
 
 @pytest.fixture
-def app(redis_server, redis_client):
-    app = create_app(
-        {"REDIS_URL": redis_server.url, "POINTER_REFRESH_SECONDS": 0.05, "DEFAULT_N": 2, "MAX_N": 20, "TESTING": True}
-    )
+def app_config(redis_server, tmp_path):
+    return {
+        "REDIS_URL": redis_server.url,
+        "POINTER_REFRESH_SECONDS": 0.05,
+        "DEFAULT_N": 2,
+        "MAX_N": 20,
+        "FALLBACK_FILE": str(tmp_path / "fallback.json"),
+        "TESTING": True,
+    }
+
+
+@pytest.fixture
+def app(app_config, redis_client):
+    app = create_app(app_config)
     yield app
     app.extensions["recs_store"].close()
 
@@ -206,3 +216,31 @@ def test_requests_do_not_read_the_pointer(app, client, seeded, redis_client):
         client.get("/v1/recommendations/alice")
     after = redis_client.info("commandstats")["cmdstat_get"]["calls"]
     assert after - before == 20, "one GET per personalized request, none for the pointer"
+
+
+def test_a_worker_started_during_an_outage_answers_from_the_fallback_file(client, seeded, app_config):
+    assert client.get("/v1/recommendations/alice").get_json()["source"] == "personalized"  # writes the file
+    from processes import free_port
+
+    late = create_app({**app_config, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})  # nothing listens there
+    try:
+        body = late.test_client().get("/v1/recommendations/alice?n=2").get_json()
+        assert body == {"user_id": "alice", "run_id": RUN_A, "source": "fallback",
+                        "items": [{"item_id": "p0", "score": 100.0, "rank": 1},
+                                  {"item_id": "p1", "score": 99.0, "rank": 2}]}  # fmt: skip
+        assert late.test_client().get("/readyz").status_code == 503
+    finally:
+        late.extensions["recs_store"].close()
+
+
+def test_without_redis_or_fallback_file_the_answer_is_a_json_503(app_config, tmp_path):
+    from processes import free_port
+
+    config = {**app_config, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "FALLBACK_FILE": None}
+    app = create_app(config)
+    try:
+        response = app.test_client().get("/v1/recommendations/alice")
+        assert response.status_code == 503 and response.get_json()["error"] == "store_unavailable"
+        assert_matches_openapi(response, "/v1/recommendations/{user_id}")
+    finally:
+        app.extensions["recs_store"].close()
