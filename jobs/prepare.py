@@ -14,7 +14,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from jobs.run_layout import RunLayout, dated_path
-from jobs.sources import CORRUPT_RECORD, SOURCE_FILE, header_mismatch, read_source, require_columns
+from jobs.sources import CORRUPT_RECORD, SOURCE_FILE, read_source, refusing_header_mismatch, require_columns
 from jobs.stage import JobError, job_main
 from serving.contract import ID_FORBIDDEN_CHARS, MAX_ID_LENGTH
 
@@ -213,13 +213,8 @@ def run(spark: SparkSession, cfg: dict, layout: RunLayout) -> dict:
     timestamp_format = source.get("timestamp_format", "auto") if source["columns"].get("timestamp") else None
     validated = validate_interactions(standardize_interactions(raw, source["columns"]), timestamp_format)
     validated = validated.persist(StorageLevel.MEMORY_AND_DISK)
-    try:
+    with refusing_header_mismatch():
         reasons = {row["reason"]: row["count"] for row in validated.groupBy("reason").count().collect()}
-    except Exception as exc:  # noqa: BLE001 - Spark wraps the reader's error in a generic one
-        refusal = header_mismatch(exc)
-        if refusal is None:
-            raise
-        raise refusal from exc
     rows_read = sum(reasons.values())
     if rows_read == 0:
         raise JobError(f"input {source['path']} has no rows")
@@ -275,9 +270,10 @@ def _prepare_item_meta(spark: SparkSession, items_cfg: dict, layout: RunLayout) 
     require_columns(raw, items_cfg["columns"], f"item metadata {items_cfg['path']}")
     delimiter = items_cfg.get("categories_delimiter", "|")
     parsed = mark_duplicate_items(standardize_item_meta(raw, items_cfg["columns"], delimiter)).cache()
-    parsed.where("reason IS NOT NULL").drop("item_id", "title", "categories").write.mode("overwrite").parquet(
-        layout.quarantine_items
-    )
+    with refusing_header_mismatch():
+        parsed.count()
+    rejected = parsed.where("reason IS NOT NULL").drop("item_id", "title", "categories")
+    rejected.write.mode("overwrite").parquet(layout.quarantine_items)
     parsed.where("reason IS NULL").select("item_id", "title", "categories").write.mode("overwrite").parquet(
         layout.item_meta
     )

@@ -63,15 +63,17 @@ def load_user_lists(lists: DataFrame, settings: RedisSettings, prefix: str, run_
         from serving.redis_conn import connect
 
         client, keys = connect(settings), KeyLayout(prefix)
-        pipe = client.pipeline(transaction=False)
-        for batch in batches:
-            for key, value in user_list_writes(_batch_lists(batch), keys, run_id):
-                pipe.set(key, value)
-                if len(pipe) >= batch_size:
-                    pipe.execute()
-            pipe.execute()
-            yield pa.RecordBatch.from_pydict({"written": [batch.num_rows]})
-        client.close()
+        try:
+            pipe = client.pipeline(transaction=False)
+            for batch in batches:
+                for key, value in user_list_writes(_batch_lists(batch), keys, run_id):
+                    pipe.set(key, value)
+                    if len(pipe) >= batch_size:
+                        pipe.execute()
+                pipe.execute()
+                yield pa.RecordBatch.from_pydict({"written": [batch.num_rows]})
+        finally:
+            client.close()
 
     return int(lists.mapInArrow(write_partition, "written long").agg(F.sum("written")).first()[0] or 0)
 
@@ -98,11 +100,15 @@ def run(spark: SparkSession, cfg: dict, layout: RunLayout, rollback: bool = Fals
     publish_cfg = cfg["publish"]
     settings, keys = publishing.publisher_settings(publish_cfg), KeyLayout(publish_cfg["key_prefix"])
     client = connect(settings)
-    lock = publishing.acquire_publish_lock(client, keys, float(publish_cfg["lock_ttl_seconds"]))
     try:
-        return _publish_locked(spark, client, keys, lock, manifest, layout, cfg, rollback)
+        ttl = float(publish_cfg["lock_ttl_seconds"])
+        lock = publishing.acquire_publish_lock(client, keys, ttl)
+        try:
+            with publishing.lock_kept_alive(lock, ttl / 3):
+                return _publish_locked(spark, client, keys, lock, manifest, layout, cfg, rollback)
+        finally:
+            publishing.release_publish_lock(lock)
     finally:
-        publishing.release_publish_lock(lock)
         client.close()
 
 
@@ -146,18 +152,18 @@ def _load_run(spark, client, keys: KeyLayout, lock, manifest: dict, layout: RunL
     users = lists.count()
     settings, batch_size = publishing.publisher_settings(publish_cfg), int(publish_cfg["batch_size"])
     started = time.monotonic()
-    with publishing.lock_kept_alive(lock, float(publish_cfg["lock_ttl_seconds"]) / 3):
-        written = load_user_lists(lists, settings, keys.prefix, run_id, batch_size)
+    written = load_user_lists(lists, settings, keys.prefix, run_id, batch_size)
     load_seconds = time.monotonic() - started
     lists.unpersist()
     popular = popular_lists(spark.read.parquet(layout.popular))
     publishing.write_popular(client, keys, run_id, popular)
-    published_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    publishing.write_meta(client, keys, run_id, run_meta(manifest, users, popular, published_at))
     problem = publishing.run_is_servable(client, keys, run_id, users)
     if problem:
         publishing.delete_run(client, keys, run_id)
         raise publishing.PublishRefused(f"{problem}; the run was removed and the current run is unchanged")
+    # Only a verified run is marked complete: retention and rollback trust this status.
+    published_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    publishing.write_meta(client, keys, run_id, run_meta(manifest, users, popular, published_at))
     return {
         "users": users,
         "keys_written": written,

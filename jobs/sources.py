@@ -3,6 +3,8 @@ what does not parse, happens in the job's own transforms rather than silently in
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from jobs.stage import JobError
@@ -64,15 +66,28 @@ def _read_delimited(spark: SparkSession, path: str, source: dict, fmt: str) -> D
     return frame.select("*", F.col("_metadata.file_path").alias(SOURCE_FILE))
 
 
+@contextmanager
+def refusing_header_mismatch() -> Iterator[None]:
+    """Turn Spark's error about a CSV file whose header differs from the others into a refusal."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - Spark wraps the reader's error in a generic one
+        refusal = header_mismatch(exc)
+        if refusal is None:
+            raise
+        raise refusal from exc
+
+
 def header_mismatch(exc: Exception) -> JobError | None:
     """A clear refusal for Spark's error about a CSV file whose header differs from the others."""
     import re
 
     text = str(exc)
-    if "CSV header does not conform to the schema" not in text:
+    messages = ("CSV header does not conform to the schema", "Number of column in CSV header is not equal")
+    if not any(message in text for message in messages):
         return None
     where = re.search(r"reading file (\S+?)\.?\s", text)
-    header = re.search(r"Header: ([^\n]*)", text)
+    header = re.search(r"Header: ([^\n]*)", text) or re.search(r"Header length: (\d+)", text)
     return JobError(
         f"input file {where.group(1) if where else '?'} has header [{header.group(1) if header else '?'}], "
         "which does not match the other files' header; fix or remove that file"

@@ -11,8 +11,9 @@ from flask import Flask
 
 from serving.contract import KeyLayout
 from serving.errors import register_error_handlers
+from serving.fallback_file import FallbackFile
 from serving.lookups import DOWN_MODES
-from serving.redis_conn import RedisSettings, connect
+from serving.redis_conn import RedisSettings, connect, redis_address
 from serving.routes import AnyTextConverter, api, ops
 from serving.store import RecommendationStore
 
@@ -49,12 +50,17 @@ def init_store(app: Flask) -> None:
         max_connections=int(app.config["REDIS_MAX_CONNECTIONS"]),
         client_name="recs-api",
     )
+    fallback = None
+    # In "unavailable" mode an outage answers 503, so a stored fallback would never be used.
+    if app.config["FALLBACK_FILE"] and app.config["REDIS_DOWN_MODE"] == "fallback":
+        store_name = f"{redis_address(settings.url)} prefix={app.config['KEY_PREFIX']}"
+        fallback = FallbackFile(app.config["FALLBACK_FILE"], store_name, float(app.config["FALLBACK_MAX_AGE_SECONDS"]))
     app.extensions["recs_store"] = RecommendationStore(
         lambda: connect(settings),
         KeyLayout(app.config["KEY_PREFIX"]),
         refresh_seconds=float(app.config["POINTER_REFRESH_SECONDS"]),
         retry_after_seconds=float(app.config["REDIS_RETRY_AFTER_SECONDS"]),
-        fallback_file=app.config["FALLBACK_FILE"] or None,
+        fallback_file=fallback,
     )
 
 

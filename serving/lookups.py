@@ -19,14 +19,17 @@ def recommendations(store: RecommendationStore, user_id: str, n: int, down_mode:
     """A user's list: personalized if the current run knows the user, else the popular list.
     When Redis fails mid-request, the same run's popular list (held in memory) answers."""
     snapshot = store.current()
-    try:
-        items, source = store.user_items(snapshot, user_id), "personalized"
-        if items is None:
-            items, source = snapshot.popular, "popular"
-    except StoreUnavailable:
-        if down_mode != "fallback":
-            raise
-        items, source = snapshot.popular, "fallback"
+    if snapshot.from_fallback_file:
+        items, source = snapshot.popular, "fallback"  # started during an outage, Redis not seen yet
+    else:
+        try:
+            items, source = store.user_items(snapshot, user_id), "personalized"
+            if items is None:
+                items, source = snapshot.popular, "popular"
+        except StoreUnavailable:
+            if down_mode != "fallback":
+                raise
+            items, source = snapshot.popular, "fallback"
     return {"user_id": user_id, "run_id": snapshot.run_id, "source": source, "items": ranked_items(items, n)}
 
 
@@ -34,11 +37,12 @@ def popular(store: RecommendationStore, n: int, category: str | None) -> dict:
     """The overall popular list (always from memory), or one category's (one Redis GET)."""
     snapshot = store.current()
     items = snapshot.popular
+    source = "fallback" if snapshot.from_fallback_file else "popular"
     if category is not None:
         items = store.category_items(snapshot, category)
         if items is None:
             raise NotFound(f"category {category!r} has no popular list in run {snapshot.run_id}")
-    return {"run_id": snapshot.run_id, "source": "popular", "category": category, "items": ranked_items(items, n)}
+    return {"run_id": snapshot.run_id, "source": source, "category": category, "items": ranked_items(items, n)}
 
 
 def readiness(store: RecommendationStore, now: dt.datetime) -> tuple[bool, dict]:

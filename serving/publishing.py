@@ -63,8 +63,11 @@ def acquire_publish_lock(client, keys: KeyLayout, ttl_seconds: float):
 
 @contextmanager
 def lock_kept_alive(lock, every_seconds: float) -> Iterator[None]:
-    """Renew the lock's TTL in the background while a long load runs; refuse if it was lost."""
-    from redis.exceptions import LockError
+    """Renew the lock's TTL in the background while a publish runs; refuse if it was lost.
+
+    A failed renewal (Redis briefly unreachable) is retried at the next tick; only a lock that
+    another process now holds counts as lost. The pointer switch checks the token as well."""
+    from redis.exceptions import LockError, RedisError
 
     stop, lost = threading.Event(), []
 
@@ -75,6 +78,8 @@ def lock_kept_alive(lock, every_seconds: float) -> Iterator[None]:
             except LockError as exc:
                 lost.append(exc)
                 return
+            except RedisError as exc:
+                log.warning("could not renew the publish lock, retrying: %s", exc)
 
     renewer = threading.Thread(target=renew, name="recs-lock-renewer", daemon=True)
     renewer.start()
@@ -152,13 +157,12 @@ def _unlink(client, batch: list) -> int:
 
 
 def run_is_servable(client, keys: KeyLayout, run_id: str, users: int) -> str | None:
-    """Why a loaded run must not become current (wrong user count, no meta or popular list), or None."""
+    """Why a loaded run must not become current (wrong user count, no popular list), or None."""
     loaded = count_user_keys(client, keys, run_id)
     if loaded != users:
         return f"Redis holds {loaded} user keys for run {run_id} but the run has {users} users"
-    missing = [key for key in (keys.run_meta(run_id), keys.popular(run_id)) if not client.exists(key)]
-    if missing:
-        return f"run {run_id} lacks {missing}"
+    if not client.exists(keys.popular(run_id)):
+        return f"run {run_id} has no overall popular list"
     return None
 
 

@@ -23,6 +23,15 @@ class RedisSettings:
     client_name: str = "recs"
 
 
+def redis_address(url: str) -> str:
+    """Where a Redis URL points, without user or password: ``scheme://host:port/db``."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    db = parts.path.strip("/") or "0"
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}/{db}"
+
+
 def connect(settings: RedisSettings):
     """A pooled Redis (or RedisCluster) client with timeouts and exponential-backoff retries."""
     import redis

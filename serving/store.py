@@ -10,24 +10,21 @@ without trying Redis at all, so an outage costs requests nothing but the fallbac
 keeps probing and clears the outage when Redis answers again. The client is created on first
 use, so the API starts even while Redis (or a Redis Cluster, which connects on creation) is down.
 
-Each newly loaded run's meta and popular list are also written to ``fallback_file`` (JSON), so
-that a worker started during an outage (a restart, or gunicorn recycling it) can still answer
-from the last run any worker saw.
+Each newly loaded run is also written to the fallback file (serving/fallback_file.py), so that
+a worker started during an outage (a restart, or gunicorn recycling it) can still answer from
+the last run a worker of the same store saw.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 from serving.contract import KeyLayout, decode_items, decode_meta
+from serving.fallback_file import FallbackFile
+from serving.snapshot import RunSnapshot
 
 log = logging.getLogger("recs.store")
 
@@ -50,15 +47,6 @@ class StoreDataError(StoreError):
     """A value in Redis does not follow the store contract."""
 
 
-@dataclass(frozen=True)
-class RunSnapshot:
-    """What a request needs of the current run, captured once and never changed."""
-
-    run_id: str
-    meta: dict
-    popular: tuple[tuple[str, float], ...]
-
-
 class RecommendationStore:
     """Lookups against the current run, with the pointer cached and refreshed in the background."""
 
@@ -68,7 +56,7 @@ class RecommendationStore:
         keys: KeyLayout,
         refresh_seconds: float = 1.0,
         retry_after_seconds: float = 1.0,
-        fallback_file: str | None = None,
+        fallback_file: FallbackFile | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self._connect = connect
@@ -76,7 +64,8 @@ class RecommendationStore:
         self._keys = keys
         self._refresh_seconds = refresh_seconds
         self._retry_after = retry_after_seconds
-        self._fallback_file = Path(fallback_file) if fallback_file else None
+        self._fallback_file = fallback_file
+        self._client_lock = threading.Lock()
         self._clock = clock
         self._snapshot: RunSnapshot | None = None
         self._down_until = 0.0
@@ -92,12 +81,9 @@ class RecommendationStore:
             try:
                 snapshot = self.refresh()
             except StoreUnavailable:
-                snapshot = self._snapshot = self._read_fallback_file()
+                snapshot = self._snapshot_from_fallback_file()
                 if snapshot is None:
                     raise
-                log.warning(
-                    "Redis unavailable at start; answering from %s (run %s)", self._fallback_file, snapshot.run_id
-                )
         if snapshot is None:
             raise NoCurrentRun("no run has been published to the store yet")
         return snapshot
@@ -108,12 +94,29 @@ class RecommendationStore:
             pointer = self._call(lambda: self._client().get(self._keys.current), probe=True)
             if pointer is None:
                 self._snapshot = None
+                if self._fallback_file:
+                    self._fallback_file.remove()
                 return None
             run_id = pointer.decode("utf-8") if isinstance(pointer, bytes) else pointer
-            if self._snapshot is None or self._snapshot.run_id != run_id:
+            held = self._snapshot
+            if held is None or held.run_id != run_id or held.from_fallback_file:
                 self._snapshot = self._load(run_id)
-                self._write_fallback_file(self._snapshot)
+                if self._fallback_file:
+                    self._fallback_file.write(self._snapshot)
                 log.info("serving run %s", run_id)
+            return self._snapshot
+
+    def _snapshot_from_fallback_file(self) -> RunSnapshot | None:
+        """At start-up with Redis down: the fallback file's run, if there is a usable one."""
+        if self._fallback_file is None:
+            return None
+        with self._refresh_lock:
+            if self._snapshot is None:
+                self._snapshot = self._fallback_file.read()
+                if self._snapshot is not None:
+                    log.warning(
+                        "Redis unavailable; answering from %s (run %s)", self._fallback_file.path, self._snapshot.run_id
+                    )
             return self._snapshot
 
     def _load(self, run_id: str) -> RunSnapshot:
@@ -151,8 +154,12 @@ class RecommendationStore:
             return False
 
     def close(self) -> None:
-        """Stop the watcher thread (tests and shutdown)."""
+        """Stop the watcher thread and close the Redis client (tests and shutdown)."""
         self._stopping.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=2)
+        if self._client_instance is not None:
+            self._client_instance.close()
 
     def _ranked(self, raw) -> RankedList | None:
         if raw is None:
@@ -162,32 +169,11 @@ class RecommendationStore:
         except ValueError as exc:
             raise StoreDataError(str(exc)) from exc
 
-    def _write_fallback_file(self, snapshot: RunSnapshot) -> None:
-        if self._fallback_file is None:
-            return
-        document = {"run_id": snapshot.run_id, "meta": snapshot.meta, "popular": list(snapshot.popular)}
-        try:
-            self._fallback_file.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=self._fallback_file.parent, delete=False, suffix=".tmp") as out:
-                json.dump(document, out)
-            os.replace(out.name, self._fallback_file)  # atomic: workers may write at the same time
-        except OSError as exc:
-            log.warning("could not write the fallback file %s: %s", self._fallback_file, exc)
-
-    def _read_fallback_file(self) -> RunSnapshot | None:
-        if self._fallback_file is None or not self._fallback_file.exists():
-            return None
-        try:
-            document = json.loads(self._fallback_file.read_text("utf-8"))
-            popular = tuple(decode_items(json.dumps(document["popular"])))
-            return RunSnapshot(document["run_id"], document["meta"], popular)
-        except (OSError, ValueError, KeyError) as exc:
-            log.warning("ignoring unreadable fallback file %s: %s", self._fallback_file, exc)
-            return None
-
     def _client(self):
         if self._client_instance is None:
-            self._client_instance = self._connect()
+            with self._client_lock:
+                if self._client_instance is None:
+                    self._client_instance = self._connect()
         return self._client_instance
 
     def _call(self, func: Callable[[], object], probe: bool = False):

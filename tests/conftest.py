@@ -58,6 +58,22 @@ def redis_server(tmp_path_factory):
 
 
 @pytest.fixture
+def own_redis(tmp_path):
+    """A private, persistent redis-server for one test, which the test may stop, freeze and restart."""
+    import signal
+
+    if shutil.which("redis-server") is None:
+        pytest.fail(REDIS_INSTALL_HINT, pytrace=False)
+    server = RedisProcess(tmp_path / "own-redis", persistent=True)
+    server.workdir.mkdir()
+    server.start()
+    yield server
+    if server.process and server.process.poll() is None:
+        os.kill(server.process.pid, signal.SIGCONT)
+    server.stop()
+
+
+@pytest.fixture
 def redis_client(redis_server):
     """A client on the private server, with the database emptied before the test."""
     import redis

@@ -218,19 +218,45 @@ def test_requests_do_not_read_the_pointer(app, client, seeded, redis_client):
     assert after - before == 20, "one GET per personalized request, none for the pointer"
 
 
-def test_a_worker_started_during_an_outage_answers_from_the_fallback_file(client, seeded, app_config):
-    assert client.get("/v1/recommendations/alice").get_json()["source"] == "personalized"  # writes the file
-    from processes import free_port
+def test_a_worker_started_during_an_outage_answers_from_the_fallback_file(own_redis, app_config):
+    import redis
 
-    late = create_app({**app_config, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})  # nothing listens there
+    seed_run(redis.Redis.from_url(own_redis.url), RUN_A, USERS, POPULAR, CATEGORIES)
+    config = {**app_config, "REDIS_URL": own_redis.url}
+    first = create_app(config)
+    assert first.test_client().get("/v1/recommendations/alice").get_json()["source"] == "personalized"
+    first.extensions["recs_store"].close()
+    own_redis.stop()
+    late = create_app(config)  # a worker (re)started while Redis is down
     try:
-        body = late.test_client().get("/v1/recommendations/alice?n=2").get_json()
+        client = late.test_client()
+        body = client.get("/v1/recommendations/alice?n=2").get_json()
         assert body == {"user_id": "alice", "run_id": RUN_A, "source": "fallback",
                         "items": [{"item_id": "p0", "score": 100.0, "rank": 1},
                                   {"item_id": "p1", "score": 99.0, "rank": 2}]}  # fmt: skip
-        assert late.test_client().get("/readyz").status_code == 503
+        assert client.get("/v1/popular?n=1").get_json()["source"] == "fallback"
+        assert client.get("/readyz").status_code == 503
+        own_redis.start()
+        assert client.get("/readyz").status_code == 200
+        assert client.get("/v1/recommendations/alice").get_json()["source"] == "personalized"
     finally:
         late.extensions["recs_store"].close()
+
+
+def test_a_fallback_file_of_another_key_prefix_is_not_used(own_redis, app_config):
+    import redis
+
+    seed_run(redis.Redis.from_url(own_redis.url), RUN_A, USERS, POPULAR, CATEGORIES)
+    first = create_app({**app_config, "REDIS_URL": own_redis.url})
+    first.test_client().get("/v1/recommendations/alice")
+    first.extensions["recs_store"].close()
+    own_redis.stop()
+    other = create_app({**app_config, "REDIS_URL": own_redis.url, "KEY_PREFIX": "other"})
+    try:
+        response = other.test_client().get("/v1/recommendations/alice")
+        assert response.status_code == 503 and response.get_json()["error"] == "store_unavailable"
+    finally:
+        other.extensions["recs_store"].close()
 
 
 def test_without_redis_or_fallback_file_the_answer_is_a_json_503(app_config, tmp_path):

@@ -264,3 +264,11 @@ def test_run_date_in_the_input_path_reads_that_dates_snapshot(spark, pipeline_co
     layout, report = run_prepare(spark, pipeline_config, "2026-11-28")
     assert report["input"]["rows_read"] == 1
     assert [r["user_id"] for r in spark.read.parquet(layout.users).collect()] == ["old"]
+
+
+def test_a_file_with_another_number_of_columns_is_refused(spark, pipeline_config, tmp_path):
+    write_lines(tmp_path / "data" / "interactions" / "part-0.csv", ["user_id,item_id,rating,timestamp", "u1,i1,3,1"])
+    write_lines(tmp_path / "data" / "interactions" / "part-1.csv", ["user_id,item_id,rating", "u2,i2,3"])
+    pipeline_config["items"]["path"] = None
+    with pytest.raises(JobError, match=r"part-[01].csv has header \[.*\], which does not match"):
+        run_prepare(spark, pipeline_config)

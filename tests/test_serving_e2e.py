@@ -12,7 +12,7 @@ from collections import Counter
 
 import pytest
 import requests
-from processes import ApiServer, RedisProcess
+from processes import ApiServer
 from store_seeding import seed_run, write_run_folder
 
 from jobs import publish
@@ -87,17 +87,6 @@ def test_readers_see_only_whole_runs_while_runs_are_published(spark, base_config
     assert problems == [], problems[:5]
     assert sum(seen.values()) > 200, seen
     assert set(seen) <= set(TAG_OF) and len(seen) >= 3, seen
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    server = RedisProcess(tmp_path / "redis", persistent=True)
-    server.workdir.mkdir()
-    server.start()
-    yield server
-    if server.process and server.process.poll() is None:
-        os.kill(server.process.pid, signal.SIGCONT)
-    server.stop()
 
 
 def wait_for(check, seconds: float, what: str) -> None:
