@@ -247,12 +247,17 @@ def test_run_counts_and_outputs(spark, pipeline_config, tmp_path):
     assert interactions.where("user_idx = 0 AND item_idx = 0").first()["weight"] == 5.0
 
 
-def test_a_file_with_its_columns_in_another_order_is_refused_not_swapped(spark, pipeline_config, tmp_path):
+@pytest.mark.parametrize(
+    "second_file",
+    [["item_id,user_id,rating,timestamp", "i2,u2,3,1"], ["user_id,item_id,rating", "u2,i2,3"]],
+    ids=["columns_swapped", "column_missing"],
+)
+def test_a_file_whose_header_differs_is_refused_not_misread(spark, pipeline_config, tmp_path, second_file):
     write_lines(tmp_path / "data" / "interactions" / "part-0.csv", ["user_id,item_id,rating,timestamp", "u1,i1,3,1"])
-    write_lines(tmp_path / "data" / "interactions" / "part-1.csv", ["item_id,user_id,rating,timestamp", "i2,u2,3,1"])
+    write_lines(tmp_path / "data" / "interactions" / "part-1.csv", second_file)
     pipeline_config["items"]["path"] = None
     # Spark takes the names from whichever file it reads first; the other one is refused.
-    with pytest.raises(JobError, match=r"part-[01].csv has header \[\w+_id, \w+_id, rating, timestamp\], which does"):
+    with pytest.raises(JobError, match=r"part-[01].csv has header \[.*\], which does not match"):
         run_prepare(spark, pipeline_config)
 
 
@@ -264,11 +269,3 @@ def test_run_date_in_the_input_path_reads_that_dates_snapshot(spark, pipeline_co
     layout, report = run_prepare(spark, pipeline_config, "2026-11-28")
     assert report["input"]["rows_read"] == 1
     assert [r["user_id"] for r in spark.read.parquet(layout.users).collect()] == ["old"]
-
-
-def test_a_file_with_another_number_of_columns_is_refused(spark, pipeline_config, tmp_path):
-    write_lines(tmp_path / "data" / "interactions" / "part-0.csv", ["user_id,item_id,rating,timestamp", "u1,i1,3,1"])
-    write_lines(tmp_path / "data" / "interactions" / "part-1.csv", ["user_id,item_id,rating", "u2,i2,3"])
-    pipeline_config["items"]["path"] = None
-    with pytest.raises(JobError, match=r"part-[01].csv has header \[.*\], which does not match"):
-        run_prepare(spark, pipeline_config)
