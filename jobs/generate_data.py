@@ -91,7 +91,7 @@ def user_rows(user: int, params: GeneratorParams, items: ItemModel) -> dict[str,
     taste = rng.dirichlet(np.full(k, TASTE_CONCENTRATION))
     mean = params.interactions / params.users
     sigma = 0.9
-    count = int(np.clip(rng.lognormal(np.log(mean) - sigma**2 / 2, sigma), 3, max(3, params.items // 2)))
+    count = int(np.rint(np.clip(rng.lognormal(np.log(mean) - sigma**2 / 2, sigma), 3, max(3, params.items // 2))))
     chosen = np.empty(count, dtype=np.int64)
     from_taste = rng.random(count) >= GLOBAL_DRAW_SHARE
     chosen[~from_taste] = np.searchsorted(items.global_cdf, rng.random(int((~from_taste).sum())), side="right")
