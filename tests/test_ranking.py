@@ -70,3 +70,17 @@ def test_raw_als_output_would_repeat_seen_items(heavy_user_model):
     raw = model.recommendForUserSubset(interactions.select("user_idx").where("user_idx = 0").distinct(), 5)
     raw_items = {r.item_idx for r in raw.select(F.explode("recommendations").alias("r")).select("r.*").collect()}
     assert raw_items & set(range(50))
+
+
+def test_explicit_ratings_train_and_predict_on_the_rating_scale(spark):
+    # Explicit mode fits the ratings themselves: a user's predictions land near what they rate.
+    rows = [(u, i, 5.0 if (u + i) % 2 == 0 else 1.0) for u in range(30) for i in range(20) if (u * 7 + i) % 3]
+    interactions = spark.createDataFrame(rows, "user_idx int, item_idx int, weight double")
+    params = {"implicit_prefs": False, "rank": 4, "reg_param": 0.05, "alpha": 1.0, "max_iter": 10, "seed": 3,
+              "checkpoint_interval": 5, "weight_transform": "none",
+              "num_user_blocks": 2, "num_item_blocks": 2}  # fmt: skip
+    model = fit_als(interactions, params)
+    predictions = model.transform(interactions.withColumnRenamed("weight", "rating")).toPandas()
+    error = (predictions["prediction"] - predictions["rating"]).abs().mean()
+    # Implicit mode would predict preferences near 0..1, far from ratings of 1 and 5.
+    assert error < 1.0, f"mean absolute error {error:.2f} on the training ratings"
