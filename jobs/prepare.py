@@ -271,13 +271,12 @@ def _prepare_item_meta(spark: SparkSession, items_cfg: dict, layout: RunLayout) 
     delimiter = items_cfg.get("categories_delimiter", "|")
     parsed = mark_duplicate_items(standardize_item_meta(raw, items_cfg["columns"], delimiter)).cache()
     with refusing_header_mismatch():
-        parsed.count()
+        reasons = {row["reason"]: row["count"] for row in parsed.groupBy("reason").count().collect()}
     rejected = parsed.where("reason IS NOT NULL").drop("item_id", "title", "categories")
     rejected.write.mode("overwrite").parquet(layout.quarantine_items)
     parsed.where("reason IS NULL").select("item_id", "title", "categories").write.mode("overwrite").parquet(
         layout.item_meta
     )
-    reasons = {row["reason"]: row["count"] for row in parsed.groupBy("reason").count().collect()}
     parsed.unpersist()
     kept = reasons.pop(None, 0)
     return {

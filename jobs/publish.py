@@ -102,12 +102,8 @@ def run(spark: SparkSession, cfg: dict, layout: RunLayout, rollback: bool = Fals
     client = connect(settings)
     try:
         ttl = float(publish_cfg["lock_ttl_seconds"])
-        lock = publishing.acquire_publish_lock(client, keys, ttl)
-        try:
-            with publishing.lock_kept_alive(lock, ttl / 3):
-                return _publish_locked(spark, client, keys, lock, manifest, layout, cfg, rollback)
-        finally:
-            publishing.release_publish_lock(lock)
+        with publishing.publish_lock(client, keys, ttl) as lock, publishing.lock_kept_alive(lock, ttl / 3):
+            return _publish_locked(spark, client, keys, lock, manifest, layout, cfg, rollback)
     finally:
         client.close()
 
@@ -122,10 +118,11 @@ def _publish_locked(spark, client, keys: KeyLayout, lock, manifest: dict, layout
         raise publishing.PublishRefused(
             f"run {run_id} is older than the current run {current}; pass --rollback to make it current on purpose"
         )
-    if rollback and _still_loaded(client, keys, run_id):
-        load = {"users": publishing.run_meta(client, keys, run_id)["counts"]["users"], "reused": True}
+    retained_users = _retained_users(client, keys, run_id) if rollback else None
+    if retained_users is not None:
+        load = {"users": retained_users, "reused": True}
     else:
-        load = _load_run(spark, client, keys, lock, manifest, layout, publish_cfg)
+        load = _load_run(spark, client, keys, manifest, layout, publish_cfg)
     publishing.renew_publish_lock(lock)
     previous = publishing.promote(client, keys, run_id, lock, allow_older=rollback)
     keep, batch_size = int(publish_cfg["keep_runs"]), int(publish_cfg["batch_size"])
@@ -135,15 +132,16 @@ def _publish_locked(spark, client, keys: KeyLayout, lock, manifest: dict, layout
     return report
 
 
-def _still_loaded(client, keys: KeyLayout, run_id: str) -> bool:
-    """Whether a retained run is still complete in the store, so a rollback needs no reload."""
+def _retained_users(client, keys: KeyLayout, run_id: str) -> int | None:
+    """The user count of a run still complete in the store (a rollback then needs no reload), else None."""
     meta = publishing.run_meta(client, keys, run_id)
     if not meta or meta.get("status") != "complete":
-        return False
-    return publishing.run_is_servable(client, keys, run_id, meta["counts"]["users"]) is None
+        return None
+    users = meta["counts"]["users"]
+    return users if publishing.run_is_servable(client, keys, run_id, users) is None else None
 
 
-def _load_run(spark, client, keys: KeyLayout, lock, manifest: dict, layout: RunLayout, publish_cfg: dict) -> dict:
+def _load_run(spark, client, keys: KeyLayout, manifest: dict, layout: RunLayout, publish_cfg: dict) -> dict:
     """Load every key of the run and verify it; a run that fails verification is removed again."""
     run_id = manifest["run_id"]
     publishing.delete_run(client, keys, run_id)  # leftovers of an earlier, unfinished attempt

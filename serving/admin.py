@@ -41,11 +41,8 @@ def status(client, keys: KeyLayout) -> dict:
 
 def rollback(client, keys: KeyLayout, lock_ttl_seconds: float) -> dict:
     """Make the previous retained run current, under the publish lock."""
-    lock = publishing.acquire_publish_lock(client, keys, lock_ttl_seconds)
-    try:
+    with publishing.publish_lock(client, keys, lock_ttl_seconds) as lock:
         previous, current = publishing.rollback(client, keys, lock)
-    finally:
-        publishing.release_publish_lock(lock)
     return {"rolled_back_from": previous, "current": current}
 
 

@@ -62,6 +62,16 @@ def acquire_publish_lock(client, keys: KeyLayout, ttl_seconds: float):
 
 
 @contextmanager
+def publish_lock(client, keys: KeyLayout, ttl_seconds: float) -> Iterator:
+    """Hold the publish lock for the block (refusing if another publisher has it), then release it."""
+    lock = acquire_publish_lock(client, keys, ttl_seconds)
+    try:
+        yield lock
+    finally:
+        release_publish_lock(lock)
+
+
+@contextmanager
 def lock_kept_alive(lock, every_seconds: float) -> Iterator[None]:
     """Renew the lock's TTL in the background while a publish runs; refuse if it was lost.
 

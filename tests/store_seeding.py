@@ -18,8 +18,7 @@ def seed_run(
 ) -> None:
     """Load one run and make it current, as the publish job would."""
     keys = KeyLayout(prefix)
-    lock = publishing.acquire_publish_lock(client, keys, 30)
-    try:
+    with publishing.publish_lock(client, keys, 30) as lock:
         publishing.register_run(client, keys, run_id)
         pipe = client.pipeline(transaction=False)
         for key, value in publishing.user_list_writes(users.items(), keys, run_id):
@@ -38,8 +37,6 @@ def seed_run(
         }
         publishing.write_meta(client, keys, run_id, meta)
         publishing.promote(client, keys, run_id, lock, allow_older=True)
-    finally:
-        publishing.release_publish_lock(lock)
 
 
 def tagged_lists(tag: str, users: int, per_user: int) -> dict[str, list[tuple[str, float]]]:
