@@ -59,13 +59,13 @@ venv: prereqs $(VENV_STAMP) ## Create .venv with the pinned dependencies
 
 .PHONY: bundle
 bundle: $(VENV_STAMP) ## Zip the project's code for spark-submit --py-files
-	@$(VENV_PY) -m jobs.bundle $(BUNDLE) >/dev/null
+	@$(VENV_PY) -m tools.bundle $(BUNDLE) >/dev/null
 
 .PHONY: demo
 demo: venv bundle demo-redis ## Generate data, run the nightly DAG once, publish, serve, show the results
 	@mkdir -p $(VAR)/logs
 	@echo "==> generating $(DEMO_INTERACTIONS) interactions (plus 9 bad rows) into var/data"
-	@$(VENV_PY) -m jobs.generate_data --out $(VAR)/data --interactions $(DEMO_INTERACTIONS) \
+	@$(VENV_PY) -m tools.generate_data --out $(VAR)/data --interactions $(DEMO_INTERACTIONS) \
 	  --end-date $(RUN_DATE) --bad-rows 9 > $(VAR)/logs/generate.log 2>&1 || { tail -n 40 $(VAR)/logs/generate.log; exit 1; }
 	@echo "==> preparing Airflow metadata (SQLite in var/airflow)"
 	@airflow db migrate > $(VAR)/logs/airflow-db.log 2>&1 || { tail -n 40 $(VAR)/logs/airflow-db.log; exit 1; }
@@ -74,10 +74,10 @@ demo: venv bundle demo-redis ## Generate data, run the nightly DAG once, publish
 	  | tee $(VAR)/logs/demo-dag.log \
 	  | { grep --line-buffered -oE "\[recs\.[a-z_]+\] [^[]*|Task failed with exception|DagRun failed" || true; } \
 	  | sed -u -e 's/^\[recs\.[a-z_]*\] /    /' -e 's/ *$$//'
-	@$(VENV_PY) -m jobs.run_summary --run-date $(RUN_DATE)
+	@$(VENV_PY) -m tools.run_summary --run-date $(RUN_DATE)
 	@$(MAKE) --no-print-directory api-up
 	@echo "==> the API answers (gunicorn on port $(API_PORT), Redis $(DEMO_REDIS_URL)):"
-	@$(VENV_PY) -m serving.examples http://127.0.0.1:$(API_PORT) \
+	@$(VENV_PY) -m tools.api_examples http://127.0.0.1:$(API_PORT) \
 	  $$($(VENV_PY) -c 'import pyarrow.dataset as d, pyarrow.compute as c; t = d.dataset("$(VAR)/runs/$(RUN_DATE)/recommendations").to_table(columns=["user_id"]); print(c.min(t["user_id"]))')
 	@echo "==> API and Redis keep running in the background; stop them with: make stop"
 
@@ -101,7 +101,7 @@ demo-redis: ## Start the demo's own redis-server unless REDIS_URL is set
 api-up: $(VENV_STAMP) ## Start the API under gunicorn in the background (used by the demo)
 	@mkdir -p $(VAR)/logs
 	@if [ -f $(VAR)/api.pid ] && kill -0 $$(cat $(VAR)/api.pid) 2>/dev/null; then kill $$(cat $(VAR)/api.pid); sleep 1; fi
-	@RECS_API_REDIS_URL=$(DEMO_REDIS_URL) RECS_API_BIND=127.0.0.1:$(API_PORT) $(VENV)/bin/gunicorn \
+	@RECS__STORE__URL=$(DEMO_REDIS_URL) RECS__API__BIND=127.0.0.1:$(API_PORT) $(VENV)/bin/gunicorn \
 	  -c conf/gunicorn.conf.py --daemon --pid $(VAR)/api.pid --error-logfile $(VAR)/logs/api.log 'serving:create_app()'
 	@for i in $$(seq 100); do \
 	  $(VENV_PY) -c 'import urllib.request as u; u.urlopen("http://127.0.0.1:$(API_PORT)/healthz", timeout=1)' 2>/dev/null && exit 0; \

@@ -15,7 +15,6 @@ Results: bench/results/bench-<UTC time>.json and bench/results/latest.md.
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime as dt
 import json
 import os
@@ -27,7 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from conf import load_config
+from conf import load_config, with_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -40,15 +39,18 @@ def median_of(values: list[float]) -> float:
     return round(statistics.median(values), 3)
 
 
-def bench_config(interactions: int) -> dict:
-    """The repository config pointed at the benchmark's data and run folders."""
-    cfg = copy.deepcopy(load_config(ROOT / "conf" / "pipeline.yaml", environ={}))
+def bench_config(interactions: int, **sections: dict):
+    """The repository config (no caller overrides) pointed at the benchmark's data and run folders."""
     data = WORK / f"data-{interactions}"
-    cfg["input"].update(path=str(data / "interactions"))
-    cfg["items"].update(path=str(data / "items"))
-    cfg["paths"]["runs_root"] = str(WORK / "runs")
-    cfg["spark"]["checkpoint_dir"] = str(WORK / "checkpoints")
-    return cfg
+    overrides = {
+        "input": {"path": str(data / "interactions")},
+        "items": {"path": str(data / "items")},
+        "paths": {"runs_root": str(WORK / "runs")},
+        "spark": {"checkpoint_dir": str(WORK / "checkpoints")},
+    }
+    for section, settings in sections.items():
+        overrides[section] = {**overrides.get(section, {}), **settings}
+    return with_overrides(load_config(environ={}), overrides)
 
 
 def ensure_data(interactions: int) -> dict:
@@ -59,7 +61,7 @@ def ensure_data(interactions: int) -> dict:
         command = [
             sys.executable,
             "-m",
-            "jobs.generate_data",
+            "tools.generate_data",
             "--out",
             str(out),
             "--interactions",
@@ -95,32 +97,33 @@ def raw_recommend_seconds(spark, layout, n: int) -> float:
 
 def bench_stages(interactions: int, repeats: int) -> dict:
     """Wall time of each stage (each repeat in a fresh Spark session), plus the raw reference."""
-    from jobs.pipeline import BUILD_STAGES
     from jobs.run_layout import RunLayout
+    from jobs.runner import configure_logging, run_stage
     from jobs.session import spark_session
-    from jobs.stage import configure_logging, run_stage
+    from jobs.stages import PIPELINE, PUBLISH
 
     configure_logging()
     summary = ensure_data(interactions)
     cfg = bench_config(interactions)
     layout = RunLayout.from_config(cfg, RUN_DATE)
-    seconds: dict[str, list[float]] = {stage: [] for stage in (*BUILD_STAGES, "recommend_raw_reference")}
+    measured = [stage.name for stage in PIPELINE.stages if stage.kind != PUBLISH]
+    seconds: dict[str, list[float]] = {stage: [] for stage in (*measured, "recommend_raw_reference")}
     manifest = {}
     for repeat in range(repeats):
         print(f"    stages, repeat {repeat + 1}/{repeats}")
-        with spark_session(cfg["spark"], "recs-bench-stages") as spark:
-            for stage in BUILD_STAGES:
+        with spark_session(cfg.spark, "recs-bench-stages") as spark:
+            for stage in measured:
                 started = time.monotonic()
-                run_stage(spark, cfg, layout, stage, BUILD_STAGES[stage])
+                run_stage(spark, cfg, layout, stage)
                 seconds[stage].append(time.monotonic() - started)
-            seconds["recommend_raw_reference"].append(raw_recommend_seconds(spark, layout, cfg["recommend"]["top_n"]))
+            seconds["recommend_raw_reference"].append(raw_recommend_seconds(spark, layout, cfg.recommend.top_n))
         manifest = json.loads(Path(layout.manifest).read_text())
     return {
         "interactions": summary["interactions"],
         "users": manifest["counts"]["prepared"]["users"],
         "items": manifest["counts"]["prepared"]["items"],
         "pairs": manifest["counts"]["prepared"]["pairs"],
-        "spark_master": cfg["spark"]["master"],
+        "spark_master": cfg.spark.master,
         "ndcg_at_10": {
             "als": manifest["metrics"]["als"]["ndcg_at_k"],
             "popularity": manifest["metrics"]["popularity"]["ndcg_at_k"],
@@ -136,8 +139,7 @@ class BenchRedis:
     """A private redis-server for the publish and API benchmarks."""
 
     def __init__(self):
-        sys.path.insert(0, str(ROOT / "tests"))
-        from processes import RedisProcess
+        from tools.processes import RedisProcess
 
         self.workdir = Path(tempfile.mkdtemp(prefix="recs-bench-redis-"))
         self.server = RedisProcess(self.workdir)
@@ -185,8 +187,8 @@ def reference_loads(redis_url: str, layout, sample: int) -> dict:
     import pyarrow.dataset as ds
     import redis
 
-    from serving.contract import KeyLayout
-    from serving.publishing import user_list_writes
+    from store.contract import KeyLayout
+    from store.writer import user_list_writes
 
     table = ds.dataset(layout.recommendations, format="parquet").to_table().to_pandas()
     table = table.sort_values(["user_id", "rank"])
@@ -212,16 +214,16 @@ def reference_loads(redis_url: str, layout, sample: int) -> dict:
 def bench_publish(redis_url: str, users: int, repeats: int) -> tuple[dict, object]:
     """Keys per second of the publish job over several publishes, and the references."""
     from jobs import publish, storage
+    from jobs.runner import configure_logging
     from jobs.session import spark_session
-    from jobs.stage import configure_logging
 
     configure_logging()
-    cfg = bench_config(0)
-    cfg["paths"]["runs_root"] = str(WORK / "publish-runs")
-    cfg["publish"].update(redis_url=redis_url, keep_runs=2)
+    cfg = bench_config(
+        0, paths={"runs_root": str(WORK / "publish-runs")}, store={"url": redis_url}, publish={"keep_runs": 2}
+    )
     loads, totals = [], []
-    with spark_session(cfg["spark"], "recs-bench-publish") as spark:
-        layout = synthetic_run(spark, cfg["paths"]["runs_root"], users, cfg["recommend"]["top_n"])
+    with spark_session(cfg.spark, "recs-bench-publish") as spark:
+        layout = synthetic_run(spark, cfg.paths.runs_root, users, cfg.recommend.top_n)
         for repeat in range(repeats):
             run_id = f"{RUN_DATE}_20260101T0000{repeat:02d}000Z"
             storage.write_json(
@@ -235,8 +237,8 @@ def bench_publish(redis_url: str, users: int, repeats: int) -> tuple[dict, objec
     references = reference_loads(redis_url.replace("/0", "/1"), layout, sample=min(users, 20000))
     return {
         "users": users,
-        "items_per_user": cfg["recommend"]["top_n"],
-        "batch_size": cfg["publish"]["batch_size"],
+        "items_per_user": cfg.recommend.top_n,
+        "batch_size": cfg.publish.batch_size,
         "keys_per_second": {"median": median_of(loads), "runs": loads},
         "publish_seconds_total": {"median": median_of(totals), "runs": [round(t, 3) for t in totals]},
         "reference_keys_per_second": references,
@@ -247,9 +249,8 @@ def bench_api(redis, users: int, repeats: int, concurrency: int, seconds: float)
     """Requests/s, p50 and p99 under gunicorn for each lookup kind, against /healthz."""
     import random
 
-    from processes import ApiServer
-
     from bench.load import run_load
+    from tools.processes import ApiServer
 
     rng = random.Random(3)
     known = [f"/v1/recommendations/user_{rng.randrange(users):08d}?n=10" for _ in range(5000)]
@@ -262,7 +263,7 @@ def bench_api(redis, users: int, repeats: int, concurrency: int, seconds: float)
         "unknown_user_popular": ([f"/v1/recommendations/new-user-{i}?n=10" for i in range(5000)], concurrency),
         "redis_down_fallback": (known, concurrency),
     }
-    server = ApiServer(redis.url, WORK / "bench-api.log", workers=2, threads=8)
+    server = ApiServer(redis.url, WORK / "bench-api.log", api={"workers": 2, "threads": 8})
     server.start()
     results = {}
     try:

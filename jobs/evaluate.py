@@ -1,7 +1,7 @@
 """evaluate: hold out each user's latest interactions, train on the rest, and score the model
 against a popularity baseline on the same split.
 
-    spark-submit --py-files dist/recs_jobs.zip jobs/evaluate.py --config conf/pipeline.yaml --run-date 2026-11-29
+    spark-submit --py-files dist/recs_jobs.zip jobs/evaluate.py --run-date 2026-11-29
 
 Reports precision@k, recall@k, NDCG@k, MAP@k and catalogue coverage for ALS and for
 "most popular unseen items". Without timestamps the holdout is a seeded random one.
@@ -15,11 +15,13 @@ from typing import TYPE_CHECKING
 from jobs.metrics import catalog_coverage, ranking_metrics
 from jobs.ranking import als_candidates, item_popularity, popular_candidates, seen_items, top_unseen
 from jobs.run_layout import RunLayout
-from jobs.stage import JobError, job_main
+from jobs.runner import JobError, job_main
 from jobs.train import fit_als
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+    from conf.schema import Config
 
 
 def mark_holdout(interactions: DataFrame, fraction: float, min_user_interactions: int, seed: int) -> DataFrame:
@@ -29,7 +31,7 @@ def mark_holdout(interactions: DataFrame, fraction: float, min_user_interactions
     from pyspark.sql import functions as F
 
     if not 0 < fraction < 1:
-        raise JobError(f"evaluate.holdout_fraction must be between 0 and 1, got {fraction}")
+        raise ValueError(f"holdout fraction must be between 0 and 1, got {fraction}")
     tie_break = F.xxhash64(F.lit(int(seed)), "user_idx", "item_idx")
     latest_first = Window.partitionBy("user_idx").orderBy(F.desc_nulls_last("ts"), tie_break)
     per_user = Window.partitionBy("user_idx")
@@ -64,17 +66,17 @@ def score_recommender(top: DataFrame, relevant: DataFrame, k: int, catalog_size:
     return result
 
 
-def run(spark: SparkSession, cfg: dict, layout: RunLayout) -> dict:
+def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
     """Split, fit, and score ALS and popularity on this run's prepared interactions."""
-    settings = cfg["evaluate"]
-    if not settings.get("enabled", True):
+    settings = cfg.evaluate
+    if not settings.enabled:
         return {"enabled": False}
-    k = int(settings["k"])
+    k = settings.k
     marked = mark_holdout(
         spark.read.parquet(layout.interactions),
-        float(settings["holdout_fraction"]),
-        int(settings["min_user_interactions"]),
-        int(settings["seed"]),
+        settings.holdout_fraction,
+        settings.min_user_interactions,
+        settings.seed,
     ).cache()
     train, holdout = marked.where("NOT holdout"), marked.where("holdout")
     relevant = relevant_items(holdout).cache()
@@ -82,14 +84,14 @@ def run(spark: SparkSession, cfg: dict, layout: RunLayout) -> dict:
         raise JobError("evaluation holdout is empty: no user has evaluate.min_user_interactions interactions")
     seen = seen_items(train).join(relevant.select("user_idx"), "user_idx").cache()
     catalog_size = train.select("item_idx").distinct().count()
-    model = fit_als(train, cfg["train"])
+    model = fit_als(train, cfg.train)
     als_top = top_unseen(als_candidates(model, seen, k), seen, k)
     popular_top = top_unseen(popular_candidates(item_popularity(train), seen, k), seen, k)
     report = {
         "k": k,
         "split": {
             "method": "latest_by_timestamp" if _has_timestamps(marked) else "seeded_random",
-            "holdout_fraction": float(settings["holdout_fraction"]),
+            "holdout_fraction": settings.holdout_fraction,
             "train_pairs": train.count(),
             "holdout_pairs": holdout.count(),
             "users_evaluated": relevant.count(),
@@ -110,7 +112,7 @@ def _has_timestamps(interactions: DataFrame) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the evaluate stage for one logical date."""
-    return job_main("evaluate", run, __doc__, argv)
+    return job_main("evaluate", __doc__, argv)
 
 
 if __name__ == "__main__":

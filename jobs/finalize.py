@@ -1,10 +1,11 @@
 """finalize: check every stage finished, then write the run's manifest.json, last.
 
-    spark-submit --py-files dist/recs_jobs.zip jobs/finalize.py --config conf/pipeline.yaml --run-date 2026-11-29
+    spark-submit --py-files dist/recs_jobs.zip jobs/finalize.py --run-date 2026-11-29
 
 The manifest is the run's completion marker: readers (the publish job included) trust a run
 folder only when it exists. It holds the config used, input, quarantine and output counts,
-evaluation metrics, stage timings, the code version and the run id.
+evaluation metrics, stage timings, every build stage's report, the code version and the run id.
+Which reports it requires comes from the stage table (jobs/stages.py): every build stage's.
 """
 
 from __future__ import annotations
@@ -17,14 +18,16 @@ from urllib.parse import urlsplit, urlunsplit
 
 from jobs import storage
 from jobs.run_layout import RunLayout
-from jobs.stage import JobError, job_main
+from jobs.runner import JobError, job_main
+from jobs.stages import PIPELINE
 from jobs.version import code_version
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from conf.schema import Config
+
 MANIFEST_VERSION = 1
-REQUIRED_STAGES = ("prepare", "train", "evaluate", "recommend")
 
 
 def make_run_id(run_date: str, finalized_at: dt.datetime) -> str:
@@ -53,7 +56,7 @@ def redact_secrets(config: dict) -> dict:
 def build_manifest(
     config: dict, reports: dict, run_date: str, finalized_at: dt.datetime, version: str, layout: RunLayout
 ) -> dict:
-    """Assemble the manifest document from the stage reports."""
+    """Assemble the manifest document from the build stages' reports."""
     prepare, recommend, evaluate = reports["prepare"], reports["recommend"], reports["evaluate"]
     return {
         "manifest_version": MANIFEST_VERSION,
@@ -70,7 +73,8 @@ def build_manifest(
             "output": recommend["output"],
         },
         "metrics": {key: evaluate[key] for key in ("k", "split", "als", "popularity") if key in evaluate},
-        "timings_seconds": {stage: reports[stage]["seconds"] for stage in REQUIRED_STAGES},
+        "timings_seconds": {stage: reports[stage]["seconds"] for stage in PIPELINE.build_stages},
+        "stages": reports,
         "outputs": {
             "recommendations": layout.recommendations,
             "popular": layout.popular,
@@ -81,8 +85,8 @@ def build_manifest(
 
 
 def read_stage_reports(spark: SparkSession, layout: RunLayout) -> dict:
-    """Every required stage's report; refuses when one is missing."""
-    reports = {stage: storage.read_json(spark, layout.stage_report(stage)) for stage in REQUIRED_STAGES}
+    """Every build stage's report; refuses when one is missing."""
+    reports = {stage: storage.read_json(spark, layout.stage_report(stage)) for stage in PIPELINE.build_stages}
     missing = [stage for stage, report in reports.items() if report is None]
     if missing:
         raise JobError(f"run {layout.run_date} is missing stage reports for {missing}: run those stages first")
@@ -92,20 +96,21 @@ def read_stage_reports(spark: SparkSession, layout: RunLayout) -> dict:
     return reports
 
 
-def run(spark: SparkSession, cfg: dict, layout: RunLayout, finalized_at: dt.datetime | None = None) -> dict:
+def run(spark: SparkSession, cfg: Config, layout: RunLayout, finalized_at: dt.datetime | None = None) -> dict:
     """Write the manifest for a run whose stages have all finished; return it.
 
     The manifest is this stage's only output, so it writes no separate stage report."""
     reports = read_stage_reports(spark, layout)
     finalized_at = finalized_at or dt.datetime.now(dt.UTC)
-    manifest = build_manifest(cfg, reports, layout.run_date, finalized_at, code_version(), layout)
+    config = cfg.model_dump(mode="json")
+    manifest = build_manifest(config, reports, layout.run_date, finalized_at, code_version(), layout)
     storage.write_json(spark, layout.manifest, manifest)
     return {"run_id": manifest["run_id"], "manifest": layout.manifest}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Finalize one logical date's run."""
-    return job_main("finalize", run, __doc__, argv)
+    return job_main("finalize", __doc__, argv)
 
 
 if __name__ == "__main__":

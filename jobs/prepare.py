@@ -1,6 +1,6 @@
 """prepare: validate and clean the interactions, aggregate duplicates, build the id maps.
 
-    spark-submit --py-files dist/recs_jobs.zip jobs/prepare.py --config conf/pipeline.yaml --run-date 2026-11-29
+    spark-submit --py-files dist/recs_jobs.zip jobs/prepare.py --run-date 2026-11-29
 
 Rows that cannot be used (missing or unusable ids, unparseable, negative or non-finite weights
 and timestamps, malformed lines) go to ``quarantine/interactions`` with a ``reason`` column and
@@ -11,26 +11,29 @@ are counted by reason in the stage report. The job fails when they exceed
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from conf.schema import DUPLICATE_POLICIES, TIMESTAMP_FORMATS
 from jobs.run_layout import RunLayout, dated_path
+from jobs.runner import JobError, job_main
 from jobs.sources import CORRUPT_RECORD, SOURCE_FILE, read_source, refusing_header_mismatch, require_columns
-from jobs.stage import JobError, job_main
-from serving.contract import ID_FORBIDDEN_CHARS, MAX_ID_LENGTH
+from store.contract import ID_FORBIDDEN_CHARS, MAX_ID_LENGTH
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
-TIMESTAMP_FORMATS = ("epoch", "epoch_ms", "iso", "auto")
-DUPLICATE_POLICIES = ("sum", "last")
+    from conf.schema import Config, ItemsSection
+
 MAX_INDEX = 2**31 - 1  # ALS ids are int32
 # Year 3000 in epoch seconds: later values are almost always milliseconds read as seconds.
 MAX_EPOCH_SECONDS = 32_503_680_000
 QUARANTINE_COLUMNS = (SOURCE_FILE, "raw_record", "user_raw", "item_raw", "weight_raw", "ts_raw", "reason")
 
 
-def standardize_interactions(raw: DataFrame, columns: dict) -> DataFrame:
-    """Select the configured columns under fixed text names: user_raw, item_raw, weight_raw, ts_raw."""
+def standardize_interactions(raw: DataFrame, columns: Mapping[str, str | None]) -> DataFrame:
+    """Select the input columns named for each role (user, item, weight, timestamp; the last two
+    optional) under fixed text names: user_raw, item_raw, weight_raw, ts_raw."""
     from pyspark.sql import functions as F
 
     def text(role: str, absent: Column) -> Column:
@@ -61,11 +64,11 @@ def parse_epoch_seconds(text: Column, timestamp_format: str) -> Column:
         return iso
     if timestamp_format == "auto":
         return F.when(numeric.isNotNull(), numeric).otherwise(iso)
-    raise JobError(f"input.timestamp_format must be one of {', '.join(TIMESTAMP_FORMATS)}, got {timestamp_format!r}")
+    raise ValueError(f"timestamp format must be one of {', '.join(TIMESTAMP_FORMATS)}, got {timestamp_format!r}")
 
 
-def id_problem(column: Column, role: str, max_id_length: int = MAX_ID_LENGTH) -> Column:
-    """The rejection reason for an id column (already trimmed), or null when the id is usable."""
+def id_rejection(column: Column, role: str, max_id_length: int = MAX_ID_LENGTH) -> Column:
+    """The quarantine reason for an id column (already trimmed), or null when the id is usable."""
     from pyspark.sql import functions as F
 
     return (
@@ -100,8 +103,8 @@ def validate_interactions(df: DataFrame, timestamp_format: str | None, max_id_le
     weight = F.trim("weight_raw").try_cast("double")
     checks = [
         F.when(F.col("raw_record").isNotNull(), F.lit("malformed_row")),
-        id_problem(user, "user", max_id_length),
-        id_problem(item, "item", max_id_length),
+        id_rejection(user, "user", max_id_length),
+        id_rejection(item, "item", max_id_length),
         _number_problem(F.col("weight_raw"), weight, "weight"),
     ]
     seconds = F.lit(None).cast("double")
@@ -141,7 +144,7 @@ def aggregate_pairs(clean: DataFrame, policy: str) -> DataFrame:
         # Ties in time go to the larger weight, so the result does not depend on row order.
         weight = F.max_by("weight", F.struct(F.coalesce("ts", F.lit(-1)), "weight"))
     else:
-        raise JobError(f"prepare.duplicate_policy must be one of {', '.join(DUPLICATE_POLICIES)}, got {policy!r}")
+        raise ValueError(f"duplicate policy must be one of {', '.join(DUPLICATE_POLICIES)}, got {policy!r}")
     return clean.groupBy("user_id", "item_id").agg(
         weight.alias("weight"), F.max("ts").alias("ts"), F.count(F.lit(1)).cast("int").alias("events")
     )
@@ -162,18 +165,21 @@ def index_pairs(pairs: DataFrame, users: DataFrame, items: DataFrame) -> DataFra
     return pairs.join(users, "user_id").join(items, "item_id").select("user_idx", "item_idx", "weight", "ts", "events")
 
 
-def standardize_item_meta(raw: DataFrame, columns: dict, categories_delimiter: str) -> DataFrame:
-    """Parse item metadata to item_raw, item_id, title, categories (array) and a ``reason``."""
+def standardize_item_meta(raw: DataFrame, columns: Mapping[str, str | None], categories_delimiter: str) -> DataFrame:
+    """Parse item metadata (columns named for item, title and categories; the last two optional)
+    to item_raw, item_id, title, categories (array) and a ``reason``."""
+    import re
+
     from pyspark.sql import functions as F
 
     item = F.trim(F.col(columns["item"]))
     title = F.col(columns["title"]) if columns.get("title") else F.lit(None).cast("string")
     categories = F.array().cast("array<string>")
     if columns.get("categories"):
-        pattern = _split_pattern(categories_delimiter)
+        pattern = re.escape(categories_delimiter)
         pieces = F.transform(F.split(F.coalesce(F.col(columns["categories"]), F.lit("")), pattern), F.trim)
         categories = F.array_sort(F.array_distinct(F.filter(pieces, lambda c: c != "")))
-    reason = F.coalesce(F.when(F.col(CORRUPT_RECORD).isNotNull(), F.lit("malformed_row")), id_problem(item, "item"))
+    reason = F.coalesce(F.when(F.col(CORRUPT_RECORD).isNotNull(), F.lit("malformed_row")), id_rejection(item, "item"))
     return raw.select(
         F.col(columns["item"]).alias("item_raw"),
         item.alias("item_id"),
@@ -196,35 +202,29 @@ def mark_duplicate_items(meta: DataFrame) -> DataFrame:
     return meta.withColumn("reason", F.coalesce(F.col("reason"), duplicate))
 
 
-def _split_pattern(delimiter: str) -> str:
-    import re
-
-    return re.escape(delimiter)
-
-
-def run(spark: SparkSession, cfg: dict, layout: RunLayout) -> dict:
+def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
     """Read the input, quarantine bad rows, write prepared interactions and id maps; return counts."""
     from pyspark import StorageLevel
 
-    source = {**cfg["input"], "path": dated_path(cfg["input"]["path"], layout.run_date)}
-    settings = cfg["prepare"]
-    raw = read_source(spark, source)
-    require_columns(raw, source["columns"], f"input {source['path']}")
-    timestamp_format = source.get("timestamp_format", "auto") if source["columns"].get("timestamp") else None
-    validated = validate_interactions(standardize_interactions(raw, source["columns"]), timestamp_format)
+    source = cfg.input
+    path, columns = dated_path(source.path, layout.run_date), source.columns.model_dump()
+    raw = read_source(spark, path, source.format, source.delimiter, source.header, source.names)
+    require_columns(raw, columns, f"input {path}")
+    timestamp_format = source.timestamp_format if columns["timestamp"] else None
+    validated = validate_interactions(standardize_interactions(raw, columns), timestamp_format)
     validated = validated.persist(StorageLevel.MEMORY_AND_DISK)
     with refusing_header_mismatch():
         reasons = {row["reason"]: row["count"] for row in validated.groupBy("reason").count().collect()}
     rows_read = sum(reasons.values())
     if rows_read == 0:
-        raise JobError(f"input {source['path']} has no rows")
+        raise JobError(f"input {path} has no rows")
     rows_valid = reasons.pop(None, 0)
     rows_bad = rows_read - rows_valid
     clean, quarantine = split_valid(validated)
     quarantine.write.mode("overwrite").parquet(layout.quarantine)
-    _check_bad_fraction(rows_bad, rows_read, float(settings["max_bad_fraction"]), layout.quarantine)
+    _check_bad_fraction(rows_bad, rows_read, cfg.prepare.max_bad_fraction, layout.quarantine)
 
-    pairs = aggregate_pairs(clean, settings["duplicate_policy"]).persist(StorageLevel.MEMORY_AND_DISK)
+    pairs = aggregate_pairs(clean, cfg.prepare.duplicate_policy).persist(StorageLevel.MEMORY_AND_DISK)
     build_id_index(pairs, "user_id", "user_idx").write.mode("overwrite").parquet(layout.users)
     build_id_index(pairs, "item_id", "item_idx").write.mode("overwrite").parquet(layout.items)
     users, items = spark.read.parquet(layout.users), spark.read.parquet(layout.items)
@@ -232,13 +232,11 @@ def run(spark: SparkSession, cfg: dict, layout: RunLayout) -> dict:
     index_pairs(pairs, users, items).write.mode("overwrite").parquet(layout.interactions)
     interactions = spark.read.parquet(layout.interactions)
     report = {
-        "input": {"path": source["path"], "rows_read": rows_read, "rows_valid": rows_valid},
+        "input": {"path": path, "rows_read": rows_read, "rows_valid": rows_valid},
         "quarantine": {"rows": rows_bad, "by_reason": dict(sorted(reasons.items())), "path": layout.quarantine},
         "output": {"pairs": interactions.count(), "users": users.count(), "items": items.count()},
     }
-    items_cfg = dict(cfg.get("items") or {})
-    items_cfg["path"] = dated_path(items_cfg.get("path"), layout.run_date)
-    report["item_meta"] = _prepare_item_meta(spark, items_cfg, layout)
+    report["item_meta"] = _prepare_item_meta(spark, cfg.items, layout)
     pairs.unpersist()
     validated.unpersist()
     return report
@@ -259,17 +257,18 @@ def _check_index_size(users: DataFrame, items: DataFrame) -> None:
             raise JobError(f"too many distinct {name} for ALS int32 indices: {largest + 1}")
 
 
-def _prepare_item_meta(spark: SparkSession, items_cfg: dict, layout: RunLayout) -> dict:
+def _prepare_item_meta(spark: SparkSession, items_cfg: ItemsSection, layout: RunLayout) -> dict:
     from jobs import storage
 
-    if not items_cfg.get("path"):
+    if not items_cfg.path:
         storage.delete(spark, layout.item_meta)
         storage.delete(spark, layout.quarantine_items)
         return {"enabled": False}
-    raw = read_source(spark, items_cfg)
-    require_columns(raw, items_cfg["columns"], f"item metadata {items_cfg['path']}")
-    delimiter = items_cfg.get("categories_delimiter", "|")
-    parsed = mark_duplicate_items(standardize_item_meta(raw, items_cfg["columns"], delimiter)).cache()
+    path, columns = dated_path(items_cfg.path, layout.run_date), items_cfg.columns.model_dump()
+    raw = read_source(spark, path, items_cfg.format, items_cfg.delimiter, items_cfg.header, items_cfg.names)
+    require_columns(raw, columns, f"item metadata {path}")
+    parsed = standardize_item_meta(raw, columns, items_cfg.categories_delimiter)
+    parsed = mark_duplicate_items(parsed).cache()
     with refusing_header_mismatch():
         reasons = {row["reason"]: row["count"] for row in parsed.groupBy("reason").count().collect()}
     rejected = parsed.where("reason IS NOT NULL").drop("item_id", "title", "categories")
@@ -290,7 +289,7 @@ def _prepare_item_meta(spark: SparkSession, items_cfg: dict, layout: RunLayout) 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the prepare stage for one logical date."""
-    return job_main("prepare", run, __doc__, argv)
+    return job_main("prepare", __doc__, argv)
 
 
 if __name__ == "__main__":

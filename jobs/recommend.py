@@ -1,6 +1,6 @@
 """recommend: top-N unseen items per known user, plus the popular lists used as fallback.
 
-    spark-submit --py-files dist/recs_jobs.zip jobs/recommend.py --config conf/pipeline.yaml --run-date 2026-11-29
+    spark-submit --py-files dist/recs_jobs.zip jobs/recommend.py --run-date 2026-11-29
 
 Writes ``recommendations`` (user_id, rank, item_id, score) with the original string ids, and
 ``popular`` (scope, category, rank, item_id, score): scope ``all`` is the overall list, scope
@@ -15,13 +15,12 @@ from typing import TYPE_CHECKING
 from jobs import storage
 from jobs.ranking import als_candidates, item_popularity, seen_items, top_unseen
 from jobs.run_layout import RunLayout
-from jobs.stage import job_main
+from jobs.runner import job_main
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-RECOMMENDATION_COLUMNS = ("user_id", "rank", "item_id", "score")
-POPULAR_COLUMNS = ("scope", "category", "rank", "item_id", "score")
+    from conf.schema import Config
 
 
 def ranked_rows(top: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
@@ -42,7 +41,7 @@ def ranked_rows(top: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame
 
 
 def overall_popular(popularity: DataFrame, items: DataFrame, n: int) -> DataFrame:
-    """The n most popular items overall, ties broken by item id: POPULAR_COLUMNS with scope ``all``."""
+    """The n most popular items overall, ties broken by item id, as ``popular`` rows with scope ``all``."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -58,7 +57,7 @@ def overall_popular(popularity: DataFrame, items: DataFrame, n: int) -> DataFram
 
 
 def category_popular(popularity: DataFrame, items: DataFrame, item_meta: DataFrame, n: int) -> DataFrame:
-    """The n most popular items of each category: POPULAR_COLUMNS with scope ``category``."""
+    """The n most popular items of each category, as ``popular`` rows with scope ``category``."""
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -72,12 +71,12 @@ def category_popular(popularity: DataFrame, items: DataFrame, item_meta: DataFra
     )
 
 
-def run(spark: SparkSession, cfg: dict, layout: RunLayout) -> dict:
+def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
     """Write this run's recommendations and popular lists; return their counts."""
     from pyspark.ml.recommendation import ALSModel
     from pyspark.sql import functions as F
 
-    n, popular_n = int(cfg["recommend"]["top_n"]), int(cfg["recommend"]["popular_n"])
+    n, popular_n = cfg.recommend.top_n, cfg.recommend.popular_n
     interactions = spark.read.parquet(layout.interactions)
     users, items = spark.read.parquet(layout.users), spark.read.parquet(layout.items)
     seen = seen_items(interactions).cache()
@@ -121,7 +120,7 @@ def run(spark: SparkSession, cfg: dict, layout: RunLayout) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the recommend stage for one logical date."""
-    return job_main("recommend", run, __doc__, argv)
+    return job_main("recommend", __doc__, argv)
 
 
 if __name__ == "__main__":

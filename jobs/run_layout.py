@@ -1,4 +1,5 @@
-"""Where each output of a run lives. One folder per logical run date:
+"""Where each output of a run lives: one folder per logical run date, with the paths named in
+the stage table (jobs/stages.py).
 
     <runs_root>/<YYYY-MM-DD>/
         prepared/interactions   user_idx, item_idx, weight, ts, events   (parquet)
@@ -11,33 +12,19 @@
         factors/users, factors/items                                     (parquet)
         recommendations/        user_id, rank, item_id, score            (parquet)
         popular/                scope, category, rank, item_id, score    (parquet)
-        stages/<stage>.json     each stage's own report
+        stages/<stage>.json     each build stage's own report
         manifest.json           written last: the run is complete only when it exists
 
+``layout.interactions`` (any output name of the stage table) is that output's URI.
 docs/run-folder.md describes the same layout for readers.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 
+from jobs.stages import PIPELINE
 from jobs.storage import absolute_uri
-
-STAGES = ("prepare", "train", "evaluate", "recommend", "finalize", "publish")
-# What each build stage reads from other stages. Re-running a stage makes everything that
-# read its output stale; finalize reads every report, so it always has to run again.
-STAGE_INPUTS = {"train": ("prepare",), "evaluate": ("prepare",), "recommend": ("prepare", "train")}
-
-
-def stages_depending_on(stage: str) -> list[str]:
-    """Every build stage that reads, directly or not, what ``stage`` writes."""
-    found: list[str] = []
-    for candidate in STAGES:
-        inputs = STAGE_INPUTS.get(candidate, ())
-        if stage in inputs or any(earlier in inputs for earlier in found):
-            found.append(candidate)
-    return found
 
 
 def dated_path(path: str | None, run_date: str) -> str | None:
@@ -45,83 +32,35 @@ def dated_path(path: str | None, run_date: str) -> str | None:
     return None if path is None else str(path).replace("{run_date}", run_date)
 
 
-def parse_run_date(text: str) -> str:
-    """Validate a YYYY-MM-DD logical run date and return it unchanged."""
-    try:
-        return dt.date.fromisoformat(text).isoformat()
-    except ValueError as exc:
-        raise ValueError(f"run date must be YYYY-MM-DD, got {text!r}") from exc
-
-
 @dataclass(frozen=True)
 class RunLayout:
-    """Paths of one run's outputs, derived from the runs root and the logical run date."""
+    """Paths of one run's outputs, derived from the runs root and the (already checked) run date."""
 
     runs_root: str
     run_date: str
 
     @classmethod
-    def from_config(cls, cfg: dict, run_date: str) -> RunLayout:
-        """Build the layout from the pipeline config's ``paths.runs_root``."""
-        return cls(absolute_uri(cfg["paths"]["runs_root"]).rstrip("/"), parse_run_date(run_date))
+    def from_config(cls, cfg, run_date: str) -> RunLayout:
+        """Build the layout from the config's ``paths.runs_root``."""
+        return cls(absolute_uri(cfg.paths.runs_root).rstrip("/"), run_date)
 
     @property
     def run_dir(self) -> str:
         return f"{self.runs_root}/{self.run_date}"
 
-    def _sub(self, *parts: str) -> str:
-        return "/".join((self.run_dir, *parts))
+    def path(self, output: str) -> str:
+        """The URI of one output named in the stage table."""
+        if output not in PIPELINE.output_paths:
+            raise ValueError(f"unknown output {output!r}; the stage table names {', '.join(PIPELINE.output_paths)}")
+        return f"{self.run_dir}/{PIPELINE.output_paths[output]}"
 
-    @property
-    def interactions(self) -> str:
-        return self._sub("prepared", "interactions")
-
-    @property
-    def users(self) -> str:
-        return self._sub("prepared", "users")
-
-    @property
-    def items(self) -> str:
-        return self._sub("prepared", "items")
-
-    @property
-    def item_meta(self) -> str:
-        return self._sub("prepared", "item_meta")
-
-    @property
-    def quarantine(self) -> str:
-        return self._sub("quarantine", "interactions")
-
-    @property
-    def quarantine_items(self) -> str:
-        return self._sub("quarantine", "items")
-
-    @property
-    def model(self) -> str:
-        return self._sub("model")
-
-    @property
-    def user_factors(self) -> str:
-        return self._sub("factors", "users")
-
-    @property
-    def item_factors(self) -> str:
-        return self._sub("factors", "items")
-
-    @property
-    def recommendations(self) -> str:
-        return self._sub("recommendations")
-
-    @property
-    def popular(self) -> str:
-        return self._sub("popular")
-
-    @property
-    def manifest(self) -> str:
-        return self._sub("manifest.json")
+    def __getattr__(self, output: str) -> str:
+        if output in PIPELINE.output_paths:
+            return self.path(output)
+        raise AttributeError(output)
 
     def stage_report(self, stage: str) -> str:
-        """Path of the JSON report a stage writes when it finishes."""
-        if stage not in STAGES:
-            raise ValueError(f"unknown stage {stage!r}")
-        return self._sub("stages", f"{stage}.json")
+        """Path of the JSON report a build stage writes when it finishes."""
+        if stage not in PIPELINE.build_stages:
+            raise ValueError(f"{stage!r} is not a build stage; build stages are {', '.join(PIPELINE.build_stages)}")
+        return f"{self.run_dir}/stages/{stage}.json"

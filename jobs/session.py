@@ -14,6 +14,8 @@ from jobs import storage
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from conf.schema import SparkSection
+
 log = logging.getLogger("recs.session")
 
 
@@ -22,27 +24,25 @@ def launched_by_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def build_spark_session(spark_cfg: dict, app_name: str) -> SparkSession:
+def build_spark_session(spark_cfg: SparkSection, app_name: str) -> SparkSession:
     """Create (or join) the SparkSession described by the config's ``spark`` section."""
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName(app_name)
-    if spark_cfg.get("master") and not launched_by_spark_submit():
-        master = str(spark_cfg["master"])
-        builder = builder.master(master)
-        if master.startswith("local"):
+    if not launched_by_spark_submit():
+        builder = builder.master(spark_cfg.master)
+        if spark_cfg.master.startswith("local"):
             # Local Python workers must use this interpreter (and its packages), not the first python3 on PATH.
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    for key, value in (spark_cfg.get("conf") or {}).items():
-        builder = builder.config(key, conf_text(value))
+    for key, value in spark_cfg.conf_strings().items():
+        builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    if spark_cfg.get("checkpoint_dir"):
-        spark.sparkContext.setCheckpointDir(storage.absolute_uri(spark_cfg["checkpoint_dir"]))
+    spark.sparkContext.setCheckpointDir(storage.absolute_uri(spark_cfg.checkpoint_dir))
     return spark
 
 
 @contextmanager
-def spark_session(spark_cfg: dict, app_name: str) -> Iterator[SparkSession]:
+def spark_session(spark_cfg: SparkSection, app_name: str) -> Iterator[SparkSession]:
     """Yield a session and stop it afterwards, removing this context's checkpoint files."""
     spark = build_spark_session(spark_cfg, app_name)
     try:
@@ -52,11 +52,3 @@ def spark_session(spark_cfg: dict, app_name: str) -> Iterator[SparkSession]:
         if checkpoint_dir:
             storage.delete(spark, checkpoint_dir)
         spark.stop()
-
-
-def conf_text(value: object) -> str:
-    """A config value as Spark expects it in SparkConf."""
-    # YAML booleans arrive as Python bools; Spark expects lower-case text.
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from jobs.stage import JobError
+from conf.schema import INPUT_FORMATS
+from jobs.runner import JobError
 from jobs.storage import absolute_uri
 
 if TYPE_CHECKING:
@@ -15,40 +16,43 @@ if TYPE_CHECKING:
 
 CORRUPT_RECORD = "_corrupt_record"
 SOURCE_FILE = "source_file"
-FORMATS = ("csv", "tsv", "parquet")
 
 
-def read_source(spark: SparkSession, source: dict) -> DataFrame:
-    """Read one configured source; every column comes back as a string, plus the malformed
-    raw line (``_corrupt_record``, CSV only) and the file each row came from."""
+def read_source(
+    spark: SparkSession,
+    path: str,
+    fmt: str,
+    delimiter: str = ",",
+    header: bool = True,
+    names: list[str] | None = None,
+) -> DataFrame:
+    """Read one source (csv, tsv or parquet); every column comes back as a string, plus the
+    malformed raw line (``_corrupt_record``, CSV only) and the file each row came from.
+    ``names`` names the columns of a delimited file without a header."""
     from pyspark.sql import functions as F
 
-    fmt = source.get("format")
-    if fmt not in FORMATS:
-        raise JobError(f"input format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    path = absolute_uri(source["path"])
+    if fmt not in INPUT_FORMATS:
+        raise ValueError(f"input format must be one of {', '.join(INPUT_FORMATS)}, got {fmt!r}")
+    path = absolute_uri(path)
     try:
         if fmt == "parquet":
             frame = spark.read.parquet(path)
             text_columns = [F.col(name).cast("string").alias(name) for name in frame.columns]
             corrupt = F.lit(None).cast("string").alias(CORRUPT_RECORD)
             return frame.select(*text_columns, corrupt, F.col("_metadata.file_path").alias(SOURCE_FILE))
-        return _read_delimited(spark, path, source, fmt)
+        return _read_delimited(spark, path, "\t" if fmt == "tsv" else delimiter, header, names)
     except Exception as exc:  # noqa: BLE001 - Spark raises many types for a missing or unreadable path
         if "PATH_NOT_FOUND" in str(exc) or "does not exist" in str(exc):
             raise JobError(f"input not found: {path}") from exc
         raise
 
 
-def _read_delimited(spark: SparkSession, path: str, source: dict, fmt: str) -> DataFrame:
+def _read_delimited(spark: SparkSession, path: str, sep: str, header: bool, names: list[str] | None) -> DataFrame:
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
 
-    header = bool(source.get("header"))
-    options = {"sep": "\t" if fmt == "tsv" else source.get("delimiter", ","), "header": header}
-    if source.get("names") and not header:
-        names = list(source["names"])
-    else:
+    options = {"sep": sep, "header": header}
+    if not names or header:
         names = spark.read.csv(path, **options).columns  # the header's names, or _c0, _c1, ...
     schema = StructType(
         [StructField(name, StringType()) for name in names] + [StructField(CORRUPT_RECORD, StringType())]

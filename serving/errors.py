@@ -10,7 +10,7 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from serving.store import NoCurrentRun, StoreDataError, StoreUnavailable
+from store.errors import NoCurrentRun, StoreDataError, StoreUnavailable, UnknownCategory
 
 log = logging.getLogger("recs.api")
 
@@ -33,19 +33,14 @@ class BadRequest(ApiError):
     code = "bad_request"
 
 
-class NotFound(ApiError):
-    """The thing asked for does not exist in the current run."""
-
-    status = 404
-    code = "not_found"
-
-
 # Store errors, typed at the store boundary, and the answer each one gets. Details stay
 # generic: hosts, ports and key names are for the server log, not for clients.
+# A detail of None passes the error's own message on: it names only what the client asked for.
 STORE_ERRORS = {
     StoreUnavailable: (503, "store_unavailable", "the recommendation store is unavailable; try again shortly"),
     NoCurrentRun: (503, "no_published_run", "no recommendations have been published yet"),
     StoreDataError: (500, "store_data_error", "stored data is invalid"),
+    UnknownCategory: (404, "not_found", None),
 }
 
 
@@ -70,7 +65,8 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(exc: Exception):
         for error_type, (status, code, detail) in STORE_ERRORS.items():
             if isinstance(exc, error_type):
-                log.warning("%s: %s", code, exc)
-                return error_response(status, code, detail)
+                if status >= 500:
+                    log.warning("%s: %s", code, exc)
+                return error_response(status, code, detail or str(exc))
         log.exception("unhandled error")
         return error_response(500, "internal_error", "the server failed to answer this request")

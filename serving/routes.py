@@ -1,4 +1,5 @@
-"""HTTP routes: the v1 lookup API and the operational endpoints."""
+"""HTTP routes: the v1 lookup API and the operational endpoints. Each answer comes from one
+store.reader Answer, shaped to JSON here."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ from importlib import resources
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.routing import PathConverter
 
-from serving import lookups
 from serving.errors import BadRequest
-from serving.store import RecommendationStore
 from serving.validation import checked_id, parse_n
+from store.reader import Answer, StoreReader
 
 
 class AnyTextConverter(PathConverter):
@@ -27,13 +27,20 @@ api = Blueprint("api", __name__, url_prefix="/v1")
 ops = Blueprint("ops", __name__)
 
 
-def store() -> RecommendationStore:
-    """The app's store, created once per app by serving.app."""
+def reader() -> StoreReader:
+    """The app's store reader, created once per app by create_app."""
     return current_app.extensions["recs_store"]
 
 
 def requested_n() -> int:
-    return parse_n(request.args, current_app.config["DEFAULT_N"], current_app.config["MAX_N"])
+    """The ``n`` of this request, within the configured default and maximum."""
+    settings = current_app.config["RECS"].api
+    return parse_n(request.args, settings.default_n, settings.max_n)
+
+
+def ranked_items(answer: Answer, n: int) -> list[dict]:
+    """The answer's first n entries as JSON objects with 1-based ranks."""
+    return [{"item_id": item, "score": score, "rank": rank} for rank, (item, score) in enumerate(answer.items[:n], 1)]
 
 
 @api.get("/recommendations/<any_text:user_id>")
@@ -41,7 +48,8 @@ def recommendations(user_id: str):
     """Top-N for one user; unknown users get the popular list."""
     user_id = checked_id(user_id, "user_id")
     n = requested_n()
-    return jsonify(lookups.recommendations(store(), user_id, n, current_app.config["REDIS_DOWN_MODE"]))
+    answer = reader().recommendations(user_id)
+    return jsonify(user_id=user_id, run_id=answer.run_id, source=answer.source, items=ranked_items(answer, n))
 
 
 @api.get("/recommendations/")
@@ -58,7 +66,8 @@ def popular():
     if category is not None:
         category = checked_id(category, "category")
     n = requested_n()
-    return jsonify(lookups.popular(store(), n, category))
+    answer = reader().popular(category)
+    return jsonify(run_id=answer.run_id, source=answer.source, category=category, items=ranked_items(answer, n))
 
 
 @ops.get("/healthz")
@@ -70,7 +79,7 @@ def healthz():
 @ops.get("/readyz")
 def readyz():
     """Ready when Redis answers and a run is current; 503 otherwise."""
-    ready, body = lookups.readiness(store(), dt.datetime.now(dt.UTC))
+    ready, body = reader().readiness(dt.datetime.now(dt.UTC))
     return jsonify(body), 200 if ready else 503
 
 

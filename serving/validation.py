@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from serving.contract import id_problem, normalize_id
 from serving.errors import BadRequest
+from store.contract import id_violation, normalize_id
 
 _DIGITS = re.compile(r"^[0-9]{1,9}$")
 
@@ -27,7 +27,7 @@ def parse_n(args: Mapping[str, str], default: int, maximum: int) -> int:
 def checked_id(value: str, name: str) -> str:
     """A user, item or category id from the request, normalized, if the store contract allows it."""
     value = normalize_id(value)
-    problem = id_problem(value)
-    if problem:
-        raise BadRequest(f"{name} {problem}")
+    violation = id_violation(value)
+    if violation:
+        raise BadRequest(f"{name} {violation}")
     return value

@@ -1,18 +1,17 @@
 """Shared fixtures: one local SparkSession per test session, a private redis-server, and
-pipeline configs pointing at temporary folders."""
+configs pointing at temporary folders."""
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import shutil
 import sys
 
 import pytest
-from processes import ROOT, RedisProcess
 
-from conf import load_config
+from conf import load_config, with_overrides
+from tools.processes import RedisProcess
 
 REDIS_INSTALL_HINT = (
     "redis-server is not on PATH; the tests start their own private instance. Install it with "
@@ -88,16 +87,19 @@ def redis_client(redis_server):
 
 @pytest.fixture(scope="session")
 def base_config():
-    """The repository's pipeline config, without any RECS__ variables of the caller applied."""
-    return load_config(ROOT / "conf" / "pipeline.yaml", environ={})
+    """The repository's config, without any RECS_CONFIG or RECS__ variables of the caller."""
+    return load_config(environ={})
 
 
 @pytest.fixture
 def pipeline_config(base_config, tmp_path):
-    """A pipeline config whose data and run folders live under this test's tmp_path."""
-    cfg = copy.deepcopy(base_config)
-    cfg["paths"]["runs_root"] = str(tmp_path / "runs")
-    cfg["input"]["path"] = str(tmp_path / "data" / "interactions")
-    cfg["items"]["path"] = str(tmp_path / "data" / "items")
-    cfg["train"].update(rank=8, max_iter=6, num_user_blocks=2, num_item_blocks=2)
-    return cfg
+    """A config whose data and run folders live under this test's tmp_path, with a small model."""
+    return with_overrides(
+        base_config,
+        {
+            "paths": {"runs_root": str(tmp_path / "runs")},
+            "input": {"path": str(tmp_path / "data" / "interactions")},
+            "items": {"path": str(tmp_path / "data" / "items")},
+            "train": {"rank": 8, "max_iter": 6, "num_user_blocks": 2, "num_item_blocks": 2},
+        },
+    )

@@ -1,10 +1,15 @@
-"""Putting runs into a real Redis for API tests, through the same publishing functions the
-publish job uses (no Spark needed)."""
+"""Putting runs into a real Redis for API tests, through the store's own publish sequence
+(store.writer.publish_run) with the lists in hand instead of a Spark load; and writing run
+folders as finalize would leave them, for publish tests."""
 
 from __future__ import annotations
 
-from serving import publishing
-from serving.contract import CONTRACT_VERSION, KeyLayout
+import datetime as dt
+
+from store.contract import KeyLayout
+from store.writer import LoadedRun, PublishPolicy, publish_run, user_list_writes
+
+SEEDING_POLICY = PublishPolicy(keep_runs=10, batch_size=500, lock_ttl_seconds=30)
 
 
 def seed_run(
@@ -15,28 +20,21 @@ def seed_run(
     categories: dict[str, list[tuple[str, float]]] | None = None,
     prefix: str = "recs",
     published_at: str = "2026-11-29T02:00:00+00:00",
-) -> None:
-    """Load one run and make it current, as the publish job would."""
-    keys = KeyLayout(prefix)
-    with publishing.publish_lock(client, keys, 30) as lock:
-        publishing.register_run(client, keys, run_id)
+) -> dict:
+    """Publish one run and make it current, as the publish job would (older runs too)."""
+
+    def load(loading_run_id: str) -> LoadedRun:
         pipe = client.pipeline(transaction=False)
-        for key, value in publishing.user_list_writes(users.items(), keys, run_id):
+        for key, value in user_list_writes(users.items(), KeyLayout(prefix), loading_run_id):
             pipe.set(key, value)
         pipe.execute()
-        publishing.write_popular(client, keys, run_id, {None: popular, **(categories or {})})
-        meta = {
-            "contract_version": CONTRACT_VERSION,
-            "run_id": run_id,
-            "run_date": run_id[:10],
-            "published_at": published_at,
-            "status": "complete",
-            "counts": {"users": len(users)},
-            "metrics": {},
-            "categories": sorted(categories or {}),
-        }
-        publishing.write_meta(client, keys, run_id, meta)
-        publishing.promote(client, keys, run_id, lock, allow_older=True)
+        return LoadedRun(len(users), len(users), {None: popular, **(categories or {})})
+
+    manifest = {"run_id": run_id, "run_date": run_id[:10], "code_version": "test", "metrics": {}}
+    return publish_run(
+        client, KeyLayout(prefix), SEEDING_POLICY, manifest, load, rollback=True,
+        now=lambda: dt.datetime.fromisoformat(published_at),
+    )  # fmt: skip
 
 
 def tagged_lists(tag: str, users: int, per_user: int) -> dict[str, list[tuple[str, float]]]:

@@ -14,7 +14,7 @@ from referencing.jsonschema import DRAFT202012
 from store_seeding import seed_run
 
 from serving import create_app
-from serving.contract import KeyLayout
+from store.contract import KeyLayout
 
 OPENAPI = json.loads((Path(__file__).resolve().parents[1] / "serving" / "openapi.json").read_text())
 REGISTRY = Registry().with_resource("urn:openapi", DRAFT202012.create_resource(OPENAPI))
@@ -34,16 +34,16 @@ def assert_matches_openapi(response, path: str, method: str = "get") -> None:
     Draft202012Validator(schema, registry=REGISTRY).validate(response.get_json())
 
 
+def settings(redis_url: str, tmp_path, key_prefix: str = "recs", **api) -> dict:
+    """create_app overrides: this Redis, a fast pointer refresh, small n, a private fallback file."""
+    api = {"pointer_refresh_seconds": 0.05, "default_n": 2, "max_n": 20,
+           "fallback_file": str(tmp_path / "fallback.json"), **api}  # fmt: skip
+    return {"store": {"url": redis_url, "key_prefix": key_prefix}, "api": api}
+
+
 @pytest.fixture
 def app_config(redis_server, tmp_path):
-    return {
-        "REDIS_URL": redis_server.url,
-        "POINTER_REFRESH_SECONDS": 0.05,
-        "DEFAULT_N": 2,
-        "MAX_N": 20,
-        "FALLBACK_FILE": str(tmp_path / "fallback.json"),
-        "TESTING": True,
-    }
+    return settings(redis_server.url, tmp_path)
 
 
 @pytest.fixture
@@ -218,11 +218,11 @@ def test_requests_do_not_read_the_pointer(app, client, seeded, redis_client):
     assert after - before == 20, "one GET per personalized request, none for the pointer"
 
 
-def test_a_worker_started_during_an_outage_answers_from_the_fallback_file(own_redis, app_config):
+def test_a_worker_started_during_an_outage_answers_from_the_fallback_file(own_redis, tmp_path):
     import redis
 
     seed_run(redis.Redis.from_url(own_redis.url), RUN_A, USERS, POPULAR, CATEGORIES)
-    config = {**app_config, "REDIS_URL": own_redis.url}
+    config = settings(own_redis.url, tmp_path)
     first = create_app(config)
     assert first.test_client().get("/v1/recommendations/alice").get_json()["source"] == "personalized"
     first.extensions["recs_store"].close()
@@ -243,15 +243,15 @@ def test_a_worker_started_during_an_outage_answers_from_the_fallback_file(own_re
         late.extensions["recs_store"].close()
 
 
-def test_a_fallback_file_of_another_key_prefix_is_not_used(own_redis, app_config):
+def test_a_fallback_file_of_another_key_prefix_is_not_used(own_redis, tmp_path):
     import redis
 
     seed_run(redis.Redis.from_url(own_redis.url), RUN_A, USERS, POPULAR, CATEGORIES)
-    first = create_app({**app_config, "REDIS_URL": own_redis.url})
+    first = create_app(settings(own_redis.url, tmp_path))
     first.test_client().get("/v1/recommendations/alice")
     first.extensions["recs_store"].close()
     own_redis.stop()
-    other = create_app({**app_config, "REDIS_URL": own_redis.url, "KEY_PREFIX": "other"})
+    other = create_app(settings(own_redis.url, tmp_path, key_prefix="other"))
     try:
         response = other.test_client().get("/v1/recommendations/alice")
         assert response.status_code == 503 and response.get_json()["error"] == "store_unavailable"
@@ -259,10 +259,10 @@ def test_a_fallback_file_of_another_key_prefix_is_not_used(own_redis, app_config
         other.extensions["recs_store"].close()
 
 
-def test_without_redis_or_fallback_file_the_answer_is_a_json_503(app_config, tmp_path):
-    from processes import free_port
+def test_without_redis_or_fallback_file_the_answer_is_a_json_503(tmp_path):
+    from tools.processes import free_port
 
-    config = {**app_config, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "FALLBACK_FILE": None}
+    config = settings(f"redis://127.0.0.1:{free_port()}/0", tmp_path, fallback_file=None)
     app = create_app(config)
     try:
         response = app.test_client().get("/v1/recommendations/alice")

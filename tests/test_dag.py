@@ -1,11 +1,21 @@
-"""The nightly DAG: it imports cleanly, follows the house policy, and wires its tasks right."""
+"""The nightly DAG: it imports cleanly and lightly, follows the house policy, takes its tasks and
+edges from the stage table, and does not retry a job that refuses."""
 
+import json
+import subprocess
+import sys
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from jobs.stages import PIPELINE
+from tools.processes import ROOT, project_env
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
 
 
 @pytest.fixture(scope="module")
@@ -15,12 +25,6 @@ def dagbag(tmp_path_factory, monkeypatch_module):
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(ROOT / "dags"))
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as patch:
-        yield patch
 
 
 @pytest.fixture(scope="module")
@@ -34,29 +38,31 @@ def test_dag_files_import_without_errors(dagbag):
 
 
 def test_dag_policy(dag, base_config):
+    schedule = base_config.schedule
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert dag.doc_md and "Nightly recommendations" in dag.doc_md
     assert set(dag.tags) >= {"recommendations"}
-    assert dag.schedule == base_config["schedule"]["cron"]
+    assert dag.schedule == schedule.cron
     for task in dag.tasks:
-        assert task.retries == base_config["schedule"]["retries"] >= 1
+        assert task.retries == schedule.retries >= 1
         assert task.retry_exponential_backoff > 0
-        assert task.execution_timeout == timedelta(minutes=base_config["schedule"]["execution_timeout_minutes"])
+        assert task.execution_timeout == timedelta(minutes=schedule.execution_timeout_minutes)
 
 
-def test_tasks_submit_the_jobs_through_the_configured_connection(dag, base_config):
-    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+def test_one_task_per_stage_submitting_its_job_through_the_configured_connection(dag, base_config):
+    from orchestration.spark_job import SparkJobOperator
 
-    for task in dag.tasks:
-        assert isinstance(task, SparkSubmitOperator)
-        assert task._conn_id == base_config["schedule"]["spark_conn_id"]
-        assert Path(task.application) == ROOT / "jobs" / f"{task.task_id}.py"
-        assert Path(task.application).exists()
+    assert [task.task_id for task in dag.tasks] == list(PIPELINE.names)
+    for stage in PIPELINE.stages:
+        task = dag.get_task(stage.name)
+        assert isinstance(task, SparkJobOperator)
+        assert task._conn_id == base_config.schedule.spark_conn_id
+        assert task.application == str(ROOT / stage.script) and (ROOT / stage.script).exists()
         assert task.application_args[-2:] == ["--run-date", "{{ ds }}"]
 
 
-def test_task_edges(dag):
+def test_task_edges_follow_the_stage_table(dag):
     downstream = {task.task_id: set(task.downstream_task_ids) for task in dag.tasks}
     assert downstream == {
         "prepare": {"train", "evaluate"},
@@ -66,9 +72,53 @@ def test_task_edges(dag):
         "finalize": {"publish"},
         "publish": set(),
     }
+    assert sorted(PIPELINE.dag_edges()) == sorted((up, down) for up, downs in downstream.items() for down in downs)
 
 
-def test_dag_file_keeps_heavy_imports_out_of_module_level():
-    source = (ROOT / "dags" / "nightly_recommendations.py").read_text()
-    top_level = [line for line in source.splitlines() if line.startswith(("import ", "from "))]
-    assert not [line for line in top_level if any(mod in line for mod in ("pyspark", "pandas", "redis", "Variable"))]
+def test_importing_the_dag_module_loads_no_pyspark_pandas_or_redis():
+    dag_file = str(ROOT / "dags" / "nightly_recommendations.py")
+    probe = (
+        "import importlib.util, json, sys\n"
+        f"spec = importlib.util.spec_from_file_location('nightly', {dag_file!r})\n"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], env=project_env(), cwd=ROOT, capture_output=True,
+                            text=True, timeout=120, check=True)  # fmt: skip
+    loaded = set(json.loads(result.stdout.strip().splitlines()[-1]))
+    assert {"airflow", "conf", "jobs"} <= loaded, "the probe really imported the DAG"
+    assert not loaded & {"pyspark", "pandas", "redis", "py4j", "flask"}
+
+
+def spark_job(tmp_path, application: str, *args: str):
+    from orchestration.spark_job import SparkJobOperator
+
+    return SparkJobOperator(
+        task_id="probe", conn_id="spark_recs", application=application, application_args=list(args),
+        py_files=None, conf={"spark.ui.enabled": "false"},
+    )  # fmt: skip
+
+
+def test_a_job_that_refuses_fails_without_retry_and_a_crash_is_retried(tmp_path, monkeypatch):
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+    monkeypatch.setenv("AIRFLOW_CONN_SPARK_RECS", '{"conn_type": "spark", "host": "local[1]"}')
+    isolated = project_env(
+        RECS__INPUT__PATH=str(tmp_path / "absent"),
+        RECS__PATHS__RUNS_ROOT=str(tmp_path / "runs"),
+        RECS__SPARK__CHECKPOINT_DIR=str(tmp_path / "checkpoints"),
+    )
+    for name, value in isolated.items():
+        monkeypatch.setenv(name, value)
+    refusing = spark_job(tmp_path, str(ROOT / "jobs" / "prepare.py"), "--run-date", "2026-11-29")
+    with pytest.raises(AirflowFailException, match="refused"):
+        refusing.execute(context={})
+    assert refusing.exit_status() == 2
+
+    crash = tmp_path / "crash.py"
+    crash.write_text("raise RuntimeError('a crash is worth retrying')\n")
+    crashing = spark_job(tmp_path, str(crash))
+    with pytest.raises(AirflowException) as failed:
+        crashing.execute(context={})
+    assert not isinstance(failed.value, AirflowFailException)
+    assert crashing.exit_status() == 1

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from processes import ROOT, project_env
 
-from jobs import generate_data
-from jobs.bundle import bundle
-from jobs.generate_data import GeneratorParams
+from tools import generate_data
+from tools.bundle import bundle
+from tools.generate_data import GeneratorParams
+from tools.processes import ROOT, project_env
 
 pytestmark = pytest.mark.slow
 
@@ -28,7 +28,7 @@ BAD_ROWS = 18
 
 def pipeline_env(tmp: Path, redis_url: str) -> dict[str, str]:
     overrides = {
-        "RECS__PUBLISH__REDIS_URL": redis_url,
+        "RECS__STORE__URL": redis_url,
         "RECS__INPUT__PATH": str(tmp / "data" / "interactions"),
         "RECS__INPUT__FORMAT": "tsv",
         "RECS__INPUT__HEADER": "false",
@@ -155,14 +155,14 @@ def test_the_run_is_published_and_served(dag_run, recommendations, redis_server)
     import redis
 
     from serving import create_app
-    from serving.contract import KeyLayout
-    from serving.publishing import count_user_keys
+    from store.contract import KeyLayout
+    from store.registry import count_user_keys
 
     run_id = dag_run["manifest"]["run_id"]
     client = redis.Redis.from_url(redis_server.url)
     assert client.get(KeyLayout("recs").current).decode() == run_id
     assert count_user_keys(client, KeyLayout("recs"), run_id) == recommendations["user_id"].nunique()
-    app = create_app({"REDIS_URL": redis_server.url, "MAX_N": TOP_N})
+    app = create_app({"store": {"url": redis_server.url}, "api": {"max_n": TOP_N, "fallback_file": None}})
     try:
         for user_id in sorted(recommendations["user_id"].unique())[:5]:
             body = app.test_client().get(f"/v1/recommendations/{user_id}?n={TOP_N}").get_json()
@@ -185,7 +185,7 @@ def test_rerun_of_stages_through_the_cli_replaces_the_run(dag_run, recommendatio
     assert set(again["user_id"]) == set(recommendations["user_id"])
     import redis
 
-    from serving.contract import KeyLayout
+    from store.contract import KeyLayout
 
-    current = redis.Redis.from_url(dag_run["env"]["RECS__PUBLISH__REDIS_URL"]).get(KeyLayout("recs").current)
+    current = redis.Redis.from_url(dag_run["env"]["RECS__STORE__URL"]).get(KeyLayout("recs").current)
     assert current.decode() == manifest["run_id"], "the re-run of the same date was published over the old one"

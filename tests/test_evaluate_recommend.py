@@ -5,7 +5,6 @@ from pyspark.testing import assertDataFrameEqual
 
 from jobs.evaluate import mark_holdout
 from jobs.recommend import category_popular, overall_popular, ranked_rows
-from jobs.stage import JobError
 
 
 def holdout_items(frame):
@@ -35,7 +34,7 @@ def test_holdout_keeps_at_least_one_and_breaks_ties_reproducibly(spark):
 
 def test_holdout_fraction_must_be_a_fraction(spark):
     frame = spark.createDataFrame([(1, 1, 1.0, 1)], "user_idx int, item_idx int, weight double, ts long")
-    with pytest.raises(JobError, match="holdout_fraction"):
+    with pytest.raises(ValueError, match="holdout fraction"):
         mark_holdout(frame, 1.0, 2, seed=1)
 
 

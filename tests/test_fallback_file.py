@@ -2,8 +2,8 @@
 
 import json
 
-from serving.fallback_file import FallbackFile
-from serving.snapshot import RunSnapshot
+from store.fallback_file import FallbackFile
+from store.snapshot import RunSnapshot
 
 META = {"contract_version": 1, "run_id": "r1", "run_date": "2026-11-29", "published_at": "2026-11-29T02:00:00+00:00",
         "status": "complete", "counts": {}, "metrics": {}, "categories": []}  # fmt: skip

@@ -4,9 +4,10 @@ import datetime as dt
 
 import pytest
 
+from conf.cli import parse_run_date
 from jobs import finalize, storage
-from jobs.run_layout import RunLayout, parse_run_date
-from jobs.stage import JobError
+from jobs.run_layout import RunLayout
+from jobs.runner import JobError
 
 
 def test_run_id_sorts_by_date_then_finish_time():
@@ -31,11 +32,11 @@ def test_run_date_must_be_iso():
         parse_run_date("03/02/2026")
 
 
-def test_finalize_refuses_a_run_with_missing_stages(spark, tmp_path):
+def test_finalize_refuses_a_run_with_missing_stages(spark, tmp_path, base_config):
     layout = RunLayout(str(tmp_path), "2026-11-29")
     storage.write_json(spark, layout.stage_report("prepare"), {"stage": "prepare"})
     with pytest.raises(JobError, match=r"missing stage reports for \['train', 'evaluate', 'recommend'\]"):
-        finalize.run(spark, {}, layout)
+        finalize.run(spark, base_config, layout)
     assert not storage.exists(spark, layout.manifest)
 
 
@@ -48,26 +49,21 @@ def test_storage_round_trips_text_atomically(spark, tmp_path):
     assert storage.read_json(spark, str(tmp_path / "missing.json")) is None
 
 
-def test_stages_depending_on_follow_the_data():
-    from jobs.run_layout import stages_depending_on
-
-    assert stages_depending_on("prepare") == ["train", "evaluate", "recommend"]
-    assert stages_depending_on("train") == ["recommend"]
-    assert stages_depending_on("evaluate") == []
-
-
-def test_rerunning_a_stage_invalidates_the_reports_that_read_it(spark, tmp_path):
-    from jobs.stage import run_stage
+def test_rerunning_a_stage_invalidates_the_reports_that_read_it(spark, tmp_path, base_config, monkeypatch):
+    from jobs import train
+    from jobs.runner import run_stage
 
     layout = RunLayout(str(tmp_path), "2026-11-29")
     for stage in ("prepare", "train", "evaluate", "recommend"):
         storage.write_json(spark, layout.stage_report(stage), {"stage": stage})
     storage.write_json(spark, layout.manifest, {"run_id": "x"})
-    run_stage(spark, {}, layout, "train", lambda *_: {})
+    monkeypatch.setattr(train, "run", lambda *_: {"params": "stand-in for a real fit"})
+    run_stage(spark, base_config, layout, "train")
     present = {
         s for s in ("prepare", "train", "evaluate", "recommend") if storage.exists(spark, layout.stage_report(s))
     }
     assert present == {"prepare", "train", "evaluate"}
+    assert storage.read_json(spark, layout.stage_report("train"))["params"] == "stand-in for a real fit"
     assert not storage.exists(spark, layout.manifest)
     with pytest.raises(JobError, match=r"missing stage reports for \['recommend'\]"):
-        finalize.run(spark, {}, layout)
+        finalize.run(spark, base_config, layout)

@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from jobs import generate_data
-from jobs.generate_data import GeneratorParams
+from conf import with_overrides
 from jobs.prepare import run as prepare_run
 from jobs.run_layout import RunLayout
+from tools import generate_data
+from tools.generate_data import GeneratorParams
 
 PARAMS = GeneratorParams(users=150, items=400, interactions=6000, categories=6, seed=11, days=30, end_date="2026-11-29")
 
@@ -52,9 +53,10 @@ def test_injected_bad_rows_are_exactly_what_prepare_quarantines(spark, tmp_path,
         spark, PARAMS, str(tmp_path / "data"), fmt, header=True, iso=True, bad=12, partitions=2
     )
     assert json.loads((tmp_path / "data" / "_generated.json").read_text()) == summary
-    pipeline_config["input"].update(format=fmt, timestamp_format="iso")
-    pipeline_config["prepare"]["max_bad_fraction"] = 0.5
-    report = prepare_run(spark, pipeline_config, RunLayout.from_config(pipeline_config, "2026-11-29"))
+    cfg = with_overrides(
+        pipeline_config, {"input": {"format": fmt, "timestamp_format": "iso"}, "prepare": {"max_bad_fraction": 0.5}}
+    )
+    report = prepare_run(spark, cfg, RunLayout.from_config(cfg, "2026-11-29"))
     assert report["quarantine"]["by_reason"] == summary["bad_rows"]["by_reason"]
     assert report["quarantine"]["rows"] == 12
     assert report["input"]["rows_valid"] == summary["interactions"]

@@ -1,14 +1,26 @@
-"""Jobs as commands: a refusal is one clear log line and exit status 2, not a traceback."""
+"""Commands as users run them: a refusal is one clear line and exit status 2, never a traceback,
+and a bad config or date is refused before Spark starts or anything is written."""
 
 import subprocess
 import sys
+from pathlib import Path
 
-from processes import ROOT, project_env
+import pytest
+
+from tools.processes import ROOT, project_env
 
 
 def run_module(module: str, *args: str, **env: str) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", module, *args]
     return subprocess.run(command, env=project_env(**env), cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def one_line(result: subprocess.CompletedProcess) -> str:
+    """The refusal's only line on stderr (Spark starting would print many more)."""
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(lines) == 1, result.stderr[-2000:]
+    return lines[0]
 
 
 def test_prepare_refuses_missing_input_with_exit_2(tmp_path):
@@ -28,8 +40,59 @@ def test_publish_refuses_an_incomplete_run_with_exit_2(tmp_path):
     assert "publish refused: run 2026-11-29 has no manifest.json" in result.stderr
 
 
-def test_bad_override_and_bad_date_are_refused_before_spark_starts():
-    typo = run_module("jobs.train", "--run-date", "2026-11-29", RECS__TRAIN__RNAK="4")
-    assert typo.returncode == 2 and "unknown setting 'train.rnak'" in typo.stderr
-    bad_date = run_module("jobs.train", "--run-date", "29/11/2026")
-    assert bad_date.returncode == 2 and "run date must be YYYY-MM-DD" in bad_date.stderr
+CONFIG_TYPOS = [
+    ("jobs.train", "--run-date", "2026-11-29"),
+    ("jobs.pipeline", "--run-date", "2026-11-29"),
+    ("jobs.publish", "--run-date", "2026-11-29"),
+    ("store.admin", "status"),
+    ("tools.run_summary", "--run-date", "2026-11-29"),
+]
+
+
+@pytest.mark.parametrize("command", CONFIG_TYPOS, ids=[command[0] for command in CONFIG_TYPOS])
+def test_a_config_typo_is_refused_before_spark_starts(command):
+    line = one_line(run_module(*command, RECS__TRAIN__RNAK="4"))
+    assert line.endswith(
+        "refused: config error: unknown setting 'train.rnak' [from environment variable RECS__TRAIN__RNAK]"
+    )
+
+
+def test_a_bad_duplicate_policy_is_refused_before_the_quarantine_is_written(tmp_path):
+    runs = tmp_path / "runs"
+    line = one_line(
+        run_module(
+            "jobs.prepare",
+            "--run-date",
+            "2026-11-29",
+            RECS__PATHS__RUNS_ROOT=str(runs),
+            RECS__PREPARE__DUPLICATE_POLICY="avg",
+        )  # fmt: skip
+    )
+    assert "prepare.duplicate_policy: Input should be 'sum' or 'last' (value 'avg')" in line
+    assert not runs.exists(), "nothing was written"
+
+
+def test_a_bad_config_file_from_the_switch_is_refused(tmp_path):
+    (tmp_path / "site.yaml").write_text("evaluate:\n  k: 0\n")
+    line = one_line(run_module("jobs.evaluate", "--run-date", "2026-11-29", RECS_CONFIG=str(tmp_path / "site.yaml")))
+    assert (
+        f"evaluate.k: Input should be greater than or equal to 1 (value 0) [from config file {tmp_path / 'site.yaml'}]"
+        in line
+    )
+
+
+@pytest.mark.parametrize("module", ["jobs.train", "jobs.pipeline", "tools.run_summary"])
+def test_a_bad_run_date_is_one_line(module):
+    line = one_line(run_module(module, "--run-date", "29/11/2026"))
+    assert line == f"python -m {module}: error: argument --run-date: run date must be YYYY-MM-DD, got '29/11/2026'"
+
+
+def test_the_api_server_refuses_a_config_typo_before_it_starts(tmp_path):
+    gunicorn = str(Path(sys.executable).parent / "gunicorn")
+    command = [gunicorn, "-c", str(ROOT / "conf" / "gunicorn.conf.py"), "serving:create_app()"]
+    env = project_env(RECS__API__MAX_M="5", RECS__API__BIND="127.0.0.1:1")
+    result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert result.stderr.strip() == (
+        "recs-api refused: config error: unknown setting 'api.max_m' [from environment variable RECS__API__MAX_M]"
+    )

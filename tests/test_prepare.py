@@ -3,10 +3,11 @@
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
+from conf import with_overrides
 from jobs import prepare
 from jobs.run_layout import RunLayout
+from jobs.runner import JobError
 from jobs.sources import read_source
-from jobs.stage import JobError
 
 STD_SCHEMA = (
     "case string, user_raw string, item_raw string, weight_raw string, ts_raw string,"
@@ -120,7 +121,7 @@ def test_aggregate_last_takes_the_latest_rating_and_breaks_time_ties_upward(spar
 
 def test_unknown_duplicate_policy_is_refused(spark):
     clean = spark.createDataFrame([("u", "i", 1.0, 1)], "user_id string, item_id string, weight double, ts long")
-    with pytest.raises(JobError, match="duplicate_policy"):
+    with pytest.raises(ValueError, match="duplicate policy must be one of sum, last"):
         prepare.aggregate_pairs(clean, "mean")
 
 
@@ -169,13 +170,7 @@ def write_lines(path, lines):
 
 def test_reads_movielens_style_tsv_without_header(spark, tmp_path):
     write_lines(tmp_path / "u.data", ["196\t242\t3\t881250949", "186\t302\t3\t891717742", "22\t377"])
-    source = {
-        "path": str(tmp_path / "u.data"),
-        "format": "tsv",
-        "header": False,
-        "names": ["user", "item", "rating", "ts"],
-    }
-    raw = read_source(spark, source)
+    raw = read_source(spark, str(tmp_path / "u.data"), "tsv", header=False, names=["user", "item", "rating", "ts"])
     validated = prepare.validate_interactions(
         prepare.standardize_interactions(raw, {"user": "user", "item": "item", "weight": "rating", "timestamp": "ts"}),
         "epoch",
@@ -192,7 +187,7 @@ def test_reads_parquet_with_int64_ids_exactly(spark, tmp_path):
     big = 2**62 + 7  # beyond float precision: a numeric detour would corrupt it
     frame = spark.createDataFrame([(big, 5, 4.0, 1700000000)], "uid long, iid long, stars double, at long")
     frame.write.parquet(str(tmp_path / "in"))
-    raw = read_source(spark, {"path": str(tmp_path / "in"), "format": "parquet"})
+    raw = read_source(spark, str(tmp_path / "in"), "parquet")
     std = prepare.standardize_interactions(raw, {"user": "uid", "item": "iid", "weight": "stars", "timestamp": "at"})
     row = prepare.validate_interactions(std, "auto").first()
     assert (row["user_id"], row["item_id"], row["reason"]) == (str(big), "5", None)
@@ -206,19 +201,17 @@ def run_prepare(spark, cfg, run_date="2026-11-29"):
 def test_run_fails_above_bad_fraction_but_still_writes_the_quarantine(spark, pipeline_config, tmp_path):
     lines = ["user_id,item_id,rating,timestamp", "u1,i1,3,1700000000", "u2,i1,x,1700000000", ",i2,1,1700000000"]
     write_lines(tmp_path / "data" / "interactions" / "part-0.csv", lines)
-    pipeline_config["items"]["path"] = None
-    pipeline_config["prepare"]["max_bad_fraction"] = 0.5
+    cfg = with_overrides(pipeline_config, {"items": {"path": None}, "prepare": {"max_bad_fraction": 0.5}})
     with pytest.raises(JobError, match=r"2 of 3 input rows \(66.67%\) failed validation"):
-        run_prepare(spark, pipeline_config)
+        run_prepare(spark, cfg)
     quarantine = spark.read.parquet(str(tmp_path / "runs" / "2026-11-29" / "quarantine" / "interactions"))
     assert sorted(r["reason"] for r in quarantine.collect()) == ["bad_weight", "missing_user"]
 
 
 def test_run_refuses_empty_input(spark, pipeline_config, tmp_path):
     write_lines(tmp_path / "data" / "interactions" / "part-0.csv", ["user_id,item_id,rating,timestamp"])
-    pipeline_config["items"]["path"] = None
     with pytest.raises(JobError, match="has no rows"):
-        run_prepare(spark, pipeline_config)
+        run_prepare(spark, with_overrides(pipeline_config, {"items": {"path": None}}))
 
 
 def test_run_names_missing_columns(spark, pipeline_config, tmp_path):
@@ -237,9 +230,9 @@ def test_run_counts_and_outputs(spark, pipeline_config, tmp_path):
     ]
     write_lines(tmp_path / "data" / "interactions" / "part-0.csv", lines)
     write_lines(tmp_path / "data" / "items" / "items.csv", ["item_id,title,categories", "i1,One,A|B", "i2,Two,B"])
-    pipeline_config["prepare"]["max_bad_fraction"] = 0.5
-    layout, report = run_prepare(spark, pipeline_config)
-    assert report["input"] == {"path": pipeline_config["input"]["path"], "rows_read": 4, "rows_valid": 3}
+    cfg = with_overrides(pipeline_config, {"prepare": {"max_bad_fraction": 0.5}})
+    layout, report = run_prepare(spark, cfg)
+    assert report["input"] == {"path": cfg.input.path, "rows_read": 4, "rows_valid": 3}
     assert report["quarantine"]["by_reason"] == {"missing_item": 1}
     assert report["output"] == {"pairs": 2, "users": 2, "items": 2}
     assert report["item_meta"]["items"] == 2
@@ -255,17 +248,17 @@ def test_run_counts_and_outputs(spark, pipeline_config, tmp_path):
 def test_a_file_whose_header_differs_is_refused_not_misread(spark, pipeline_config, tmp_path, second_file):
     write_lines(tmp_path / "data" / "interactions" / "part-0.csv", ["user_id,item_id,rating,timestamp", "u1,i1,3,1"])
     write_lines(tmp_path / "data" / "interactions" / "part-1.csv", second_file)
-    pipeline_config["items"]["path"] = None
     # Spark takes the names from whichever file it reads first; the other one is refused.
     with pytest.raises(JobError, match=r"part-[01].csv has header \[.*\], which does not match"):
-        run_prepare(spark, pipeline_config)
+        run_prepare(spark, with_overrides(pipeline_config, {"items": {"path": None}}))
 
 
 def test_run_date_in_the_input_path_reads_that_dates_snapshot(spark, pipeline_config, tmp_path):
     write_lines(tmp_path / "logs" / "2026-11-28" / "a.csv", ["user_id,item_id,rating,timestamp", "old,i1,1,1"])
     write_lines(tmp_path / "logs" / "2026-11-29" / "a.csv", ["user_id,item_id,rating,timestamp", "new,i1,1,1"])
-    pipeline_config["input"]["path"] = str(tmp_path / "logs" / "{run_date}")
-    pipeline_config["items"]["path"] = None
-    layout, report = run_prepare(spark, pipeline_config, "2026-11-28")
+    cfg = with_overrides(
+        pipeline_config, {"input": {"path": str(tmp_path / "logs" / "{run_date}")}, "items": {"path": None}}
+    )
+    layout, report = run_prepare(spark, cfg, "2026-11-28")
     assert report["input"]["rows_read"] == 1
     assert [r["user_id"] for r in spark.read.parquet(layout.users).collect()] == ["old"]

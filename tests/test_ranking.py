@@ -3,6 +3,7 @@
 import pytest
 from pyspark.sql import functions as F
 
+from conf.schema import TrainSection
 from jobs.ranking import als_candidates, candidate_count_of, item_popularity, popular_candidates, seen_items, top_unseen
 from jobs.train import fit_als
 
@@ -48,7 +49,7 @@ def heavy_user_model(spark):
     params = {"implicit_prefs": True, "rank": 4, "reg_param": 0.1, "alpha": 5.0, "max_iter": 5, "seed": 1,
               "checkpoint_interval": 2, "weight_transform": "none",
               "num_user_blocks": 2, "num_item_blocks": 2}  # fmt: skip
-    return interactions, fit_als(interactions, params)
+    return interactions, fit_als(interactions, TrainSection(**params))
 
 
 def test_als_top_n_is_exact_for_heavy_users(heavy_user_model):
@@ -79,7 +80,7 @@ def test_explicit_ratings_train_and_predict_on_the_rating_scale(spark):
     params = {"implicit_prefs": False, "rank": 4, "reg_param": 0.05, "alpha": 1.0, "max_iter": 10, "seed": 3,
               "checkpoint_interval": 5, "weight_transform": "none",
               "num_user_blocks": 2, "num_item_blocks": 2}  # fmt: skip
-    model = fit_als(interactions, params)
+    model = fit_als(interactions, TrainSection(**params))
     predictions = model.transform(interactions.withColumnRenamed("weight", "rating")).toPandas()
     error = (predictions["prediction"] - predictions["rating"]).abs().mean()
     # Implicit mode would predict preferences near 0..1, far from ratings of 1 and 5.

@@ -3,7 +3,6 @@ Redis stopped, and frozen, under it."""
 
 from __future__ import annotations
 
-import copy
 import os
 import signal
 import threading
@@ -12,10 +11,11 @@ from collections import Counter
 
 import pytest
 import requests
-from processes import ApiServer
 from store_seeding import seed_run, write_run_folder
 
+from conf import with_overrides
 from jobs import publish
+from tools.processes import ApiServer
 
 pytestmark = pytest.mark.slow
 
@@ -56,12 +56,17 @@ class Reader(threading.Thread):
 
 
 def test_readers_see_only_whole_runs_while_runs_are_published(spark, base_config, redis_server, redis_client, tmp_path):
-    cfg = copy.deepcopy(base_config)
-    cfg["paths"]["runs_root"] = str(tmp_path / "runs")
-    cfg["publish"].update(redis_url=redis_server.url, keep_runs=2, batch_size=50)
-    layouts = [write_run_folder(spark, cfg["paths"]["runs_root"], d, r, t, users=400) for d, r, t in RUNS]
+    overrides = {
+        "paths": {"runs_root": str(tmp_path / "runs")},
+        "store": {"url": redis_server.url},
+        "publish": {"keep_runs": 2, "batch_size": 50},
+    }
+    cfg = with_overrides(base_config, overrides)
+    layouts = [write_run_folder(spark, cfg.paths.runs_root, d, r, t, users=400) for d, r, t in RUNS]
     publish.run(spark, cfg, layouts[0])
-    server = ApiServer(redis_server.url, tmp_path / "api.log", pointer_refresh_seconds=0.2, workers=2, threads=4)
+    server = ApiServer(
+        redis_server.url, tmp_path / "api.log", api={"pointer_refresh_seconds": 0.2, "workers": 2, "threads": 4}
+    )
     server.start()
     paths = ["/v1/recommendations/user_0042", "/v1/recommendations/user_0399", "/v1/recommendations/stranger",
              "/v1/popular?n=5", "/v1/popular?category=Drama"]  # fmt: skip
@@ -103,9 +108,8 @@ def test_redis_outage_answers_from_fallback_and_recovers(own_redis, tmp_path):
     client = redis.Redis.from_url(own_redis.url)
     seed_run(client, run_id, {"known": [("t24-item-1", 0.9)]}, [("t24-pop-1", 5.0), ("t24-pop-2", 4.0)])
     client.close()
-    settings = {"pointer_refresh_seconds": 0.2, "redis_retry_after_seconds": 0.5, "workers": 1, "threads": 4,
-                "redis_socket_timeout_seconds": 0.2, "redis_connect_timeout_seconds": 0.2}  # fmt: skip
-    server = ApiServer(own_redis.url, tmp_path / "api.log", **settings)
+    api = {"pointer_refresh_seconds": 0.2, "retry_after_seconds": 0.5, "workers": 1, "threads": 4}
+    server = ApiServer(own_redis.url, tmp_path / "api.log", api=api, store={"reader_timeout_seconds": 0.2})
     server.start()
     user_url, ready_url = f"{server.url}/v1/recommendations/known", f"{server.url}/readyz"
     try:
@@ -148,7 +152,7 @@ def test_unavailable_mode_answers_503_json_when_redis_is_down(own_redis, tmp_pat
     client = redis.Redis.from_url(own_redis.url)
     seed_run(client, RUNS[0][1], {"known": [("t24-item-1", 0.9)]}, [("t24-pop-1", 5.0)])
     client.close()
-    server = ApiServer(own_redis.url, tmp_path / "api.log", redis_down_mode="unavailable", workers=1)
+    server = ApiServer(own_redis.url, tmp_path / "api.log", api={"down_mode": "unavailable", "workers": 1})
     server.start()
     try:
         assert requests.get(f"{server.url}/v1/recommendations/known", timeout=5).status_code == 200

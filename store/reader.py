@@ -1,77 +1,152 @@
-"""The API's read side of the store: the cached current run, lookups, and typed errors.
+"""The reader side of the store, inside each API worker: the cached current run, lookups, and
+the one rule that decides when an answer comes from the fallback.
 
 A request reads the run pointer from memory, never from Redis: a watcher thread re-reads it
 every ``refresh_seconds`` and, when it moved, loads the new run's meta and popular list before
 swapping one immutable snapshot in. Each request takes one snapshot and answers only from it,
 so a response always comes from exactly one run, and a personalized lookup is one GET.
 
-When Redis fails, the store raises StoreUnavailable and, for ``retry_after_seconds``, answers
+When Redis fails, the reader raises StoreUnavailable and, for ``retry_after_seconds``, answers
 without trying Redis at all, so an outage costs requests nothing but the fallback; the watcher
 keeps probing and clears the outage when Redis answers again. The client is created on first
 use, so the API starts even while Redis (or a Redis Cluster, which connects on creation) is down.
 
-Each newly loaded run is also written to the fallback file (serving/fallback_file.py), so that
-a worker started during an outage (a restart, or gunicorn recycling it) can still answer from
-the last run a worker of the same store saw.
+Each newly loaded run is also written to the fallback file (store/fallback_file.py), so that a
+worker started during an outage (a restart, or gunicorn recycling it) can still answer from the
+last run a worker of the same store saw.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from serving.contract import KeyLayout, decode_items, decode_meta
-from serving.fallback_file import FallbackFile
-from serving.snapshot import RunSnapshot
+from store.connection import connect, reader_settings, redis_address
+from store.contract import KeyLayout, decode_items, decode_meta
+from store.errors import NoCurrentRun, StoreDataError, StoreError, StoreUnavailable, UnknownCategory
+from store.fallback_file import FallbackFile
+from store.snapshot import RunSnapshot
 
-log = logging.getLogger("recs.store")
+log = logging.getLogger("recs.reader")
 
-RankedList = list[tuple[str, float]]
-
-
-class StoreError(Exception):
-    """Base of the errors the store raises; the API maps each to one HTTP answer."""
-
-
-class StoreUnavailable(StoreError):
-    """Redis could not be reached, or did not answer in time."""
+RankedList = Sequence[tuple[str, float]]
+PERSONALIZED, POPULAR, FALLBACK = "personalized", "popular", "fallback"
+DOWN_MODE_FALLBACK = "fallback"
 
 
-class NoCurrentRun(StoreError):
-    """Redis answers but nothing has been published yet."""
+@dataclass(frozen=True)
+class Answer:
+    """A list to serve: the run it came from, where in that run (``source``), and its items."""
+
+    run_id: str
+    source: str
+    items: RankedList
 
 
-class StoreDataError(StoreError):
-    """A value in Redis does not follow the store contract."""
-
-
-class RecommendationStore:
+class StoreReader:
     """Lookups against the current run, with the pointer cached and refreshed in the background."""
 
     def __init__(
         self,
-        connect: Callable[[], object],
+        connect_client: Callable[[], object],
         keys: KeyLayout,
         refresh_seconds: float = 1.0,
         retry_after_seconds: float = 1.0,
+        down_mode: str = DOWN_MODE_FALLBACK,
         fallback_file: FallbackFile | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
-        self._connect = connect
+        self._connect = connect_client
         self._client_instance = None
+        self._client_lock = threading.Lock()
         self._keys = keys
         self._refresh_seconds = refresh_seconds
         self._retry_after = retry_after_seconds
+        self._down_mode = down_mode
         self._fallback_file = fallback_file
-        self._client_lock = threading.Lock()
         self._clock = clock
         self._snapshot: RunSnapshot | None = None
         self._down_until = 0.0
         self._refresh_lock = threading.Lock()
         self._watcher: threading.Thread | None = None
         self._stopping = threading.Event()
+
+    @classmethod
+    def from_config(cls, cfg) -> StoreReader:
+        """The reader the ``store`` and ``api`` sections describe."""
+        settings = reader_settings(cfg.store)
+        fallback = None
+        # In "unavailable" mode an outage answers 503, so a stored fallback would never be used.
+        if cfg.api.fallback_file and cfg.api.down_mode == DOWN_MODE_FALLBACK:
+            store_name = f"{redis_address(settings.url)} prefix={cfg.store.key_prefix}"
+            fallback = FallbackFile(cfg.api.fallback_file, store_name, cfg.api.fallback_max_age_seconds)
+        return cls(
+            lambda: connect(settings),
+            KeyLayout(cfg.store.key_prefix),
+            refresh_seconds=cfg.api.pointer_refresh_seconds,
+            retry_after_seconds=cfg.api.retry_after_seconds,
+            down_mode=cfg.api.down_mode,
+            fallback_file=fallback,
+        )
+
+    def recommendations(self, user_id: str) -> Answer:
+        """A user's list: personalized if the current run knows the user, else its popular list."""
+        snapshot = self.current()
+
+        def lookup() -> tuple[RankedList, str]:
+            items = self._ranked(self._call(lambda: self._client().get(self._keys.user_recs(snapshot.run_id, user_id))))
+            return (items, PERSONALIZED) if items is not None else (snapshot.popular, POPULAR)
+
+        return self._answer_or_fallback(snapshot, lookup)
+
+    def popular(self, category: str | None = None) -> Answer:
+        """The overall popular list (from memory), or one category's (one GET; no fallback)."""
+        snapshot = self.current()
+        if category is None:
+            return self._answer_or_fallback(snapshot, lambda: (snapshot.popular, POPULAR))
+        key = self._keys.popular(snapshot.run_id, category)
+        items = self._ranked(self._call(lambda: self._client().get(key)))
+        if items is None:
+            raise UnknownCategory(f"category {category!r} has no popular list in run {snapshot.run_id}")
+        return Answer(snapshot.run_id, POPULAR, items)
+
+    def _answer_or_fallback(self, snapshot: RunSnapshot, lookup: Callable[[], tuple[RankedList, str]]) -> Answer:
+        """The fallback rule, in one place: the run's overall popular list, held in memory, answers
+        (source ``fallback``) when the snapshot came from the fallback file and Redis has not been
+        seen since, or when Redis fails during the lookup and ``down_mode`` is ``fallback``."""
+        if snapshot.from_fallback_file:
+            return Answer(snapshot.run_id, FALLBACK, snapshot.popular)
+        try:
+            items, source = lookup()
+        except StoreUnavailable:
+            if self._down_mode != DOWN_MODE_FALLBACK:
+                raise
+            return Answer(snapshot.run_id, FALLBACK, snapshot.popular)
+        return Answer(snapshot.run_id, source, items)
+
+    def readiness(self, now: dt.datetime) -> tuple[bool, dict]:
+        """Whether the API can serve: Redis answers and a current run exists, with that run's age."""
+        if not self.ping():
+            return False, {"ready": False, "reason": "redis_unreachable"}
+        try:
+            snapshot = self.refresh()
+        except StoreDataError:
+            return False, {"ready": False, "reason": "store_data_error"}
+        except (StoreUnavailable, NoCurrentRun):
+            snapshot = None
+        if snapshot is None:
+            return False, {"ready": False, "reason": "no_published_run"}
+        published = dt.datetime.fromisoformat(snapshot.meta["published_at"])
+        return True, {
+            "ready": True,
+            "run_id": snapshot.run_id,
+            "published_at": snapshot.meta["published_at"],
+            "age_seconds": round((now - published).total_seconds(), 3),
+        }
 
     def current(self) -> RunSnapshot:
         """The current run; reads Redis only the first time, then the watcher keeps it fresh."""
@@ -106,45 +181,6 @@ class RecommendationStore:
                 log.info("serving run %s", run_id)
             return self._snapshot
 
-    def _snapshot_from_fallback_file(self) -> RunSnapshot | None:
-        """At start-up with Redis down: the fallback file's run, if there is a usable one."""
-        if self._fallback_file is None:
-            return None
-        with self._refresh_lock:
-            if self._snapshot is None:
-                self._snapshot = self._fallback_file.read()
-                if self._snapshot is not None:
-                    log.warning(
-                        "Redis unavailable; answering from %s (run %s)", self._fallback_file.path, self._snapshot.run_id
-                    )
-            return self._snapshot
-
-    def _load(self, run_id: str) -> RunSnapshot:
-
-        def fetch():
-            pipe = self._client().pipeline(transaction=False)
-            pipe.get(self._keys.run_meta(run_id))
-            pipe.get(self._keys.popular(run_id))
-            return pipe.execute()
-
-        meta_raw, popular_raw = self._call(fetch, probe=True)
-        if meta_raw is None or popular_raw is None:
-            raise StoreDataError(f"run {run_id} is current but its meta or popular list is missing")
-        try:
-            return RunSnapshot(run_id, decode_meta(meta_raw), tuple(decode_items(popular_raw)))
-        except ValueError as exc:
-            raise StoreDataError(f"run {run_id}: {exc}") from exc
-
-    def user_items(self, snapshot: RunSnapshot, user_id: str) -> RankedList | None:
-        """A known user's list in the snapshot's run, or None for a user the run does not know."""
-        key = self._keys.user_recs(snapshot.run_id, user_id)
-        return self._ranked(self._call(lambda: self._client().get(key)))
-
-    def category_items(self, snapshot: RunSnapshot, category: str) -> RankedList | None:
-        """A category's popular list in the snapshot's run, or None for an unknown category."""
-        key = self._keys.popular(snapshot.run_id, category)
-        return self._ranked(self._call(lambda: self._client().get(key)))
-
     def ping(self) -> bool:
         """Whether Redis answers right now (always a real round trip)."""
         try:
@@ -161,7 +197,35 @@ class RecommendationStore:
         if self._client_instance is not None:
             self._client_instance.close()
 
-    def _ranked(self, raw) -> RankedList | None:
+    def _snapshot_from_fallback_file(self) -> RunSnapshot | None:
+        """At start-up with Redis down: the fallback file's run, if there is a usable one."""
+        if self._fallback_file is None:
+            return None
+        with self._refresh_lock:
+            if self._snapshot is None:
+                self._snapshot = self._fallback_file.read()
+                if self._snapshot is not None:
+                    log.warning(
+                        "Redis unavailable; answering from %s (run %s)", self._fallback_file.path, self._snapshot.run_id
+                    )
+            return self._snapshot
+
+    def _load(self, run_id: str) -> RunSnapshot:
+        def fetch():
+            pipe = self._client().pipeline(transaction=False)
+            pipe.get(self._keys.meta(run_id))
+            pipe.get(self._keys.popular(run_id))
+            return pipe.execute()
+
+        meta_raw, popular_raw = self._call(fetch, probe=True)
+        if meta_raw is None or popular_raw is None:
+            raise StoreDataError(f"run {run_id} is current but its meta or popular list is missing")
+        try:
+            return RunSnapshot(run_id, decode_meta(meta_raw), tuple(decode_items(popular_raw)))
+        except ValueError as exc:
+            raise StoreDataError(f"run {run_id}: {exc}") from exc
+
+    def _ranked(self, raw) -> list[tuple[str, float]] | None:
         if raw is None:
             return None
         try:

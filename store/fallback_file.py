@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from serving.contract import decode_items, decode_meta
-from serving.snapshot import RunSnapshot
+from store.contract import decode_items, decode_meta
+from store.snapshot import RunSnapshot
 
 log = logging.getLogger("recs.fallback")
 FORMAT_VERSION = 1

@@ -1,18 +1,24 @@
-"""Redis clients for the API, the publisher and the admin CLI, built from one URL.
+"""Redis clients for the publisher, the admin commands and the API, built from one URL.
 
 ``redis://[user:password@]host:port/db`` or ``rediss://...`` for TLS; TLS options ride in the
 query string, e.g. ``rediss://recs:secret@cache:6380/0?ssl_ca_certs=/etc/ssl/ca.pem``. With
-``cluster=True`` the URL names any node of a Redis Cluster.
+``cluster=True`` the URL names any node of a Redis Cluster. The ``store`` config section gives
+both roles the same address: the reader (API) fails fast so it can fall back, the writer waits.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conf.schema import StoreSection
 
 
 @dataclass(frozen=True)
 class RedisSettings:
-    """How to reach Redis: URL, cluster mode, timeouts and bounded retries."""
+    """How to reach Redis: URL, cluster mode, timeouts and bounded retries. Picklable, so Spark
+    tasks receive it and connect on their own."""
 
     url: str
     cluster: bool = False
@@ -21,6 +27,28 @@ class RedisSettings:
     retries: int = 1
     max_connections: int = 64
     client_name: str = "recs"
+
+
+def reader_settings(store: StoreSection, client_name: str = "recs-api") -> RedisSettings:
+    """Settings for the API: short timeouts, so an outage turns into fallback answers quickly."""
+    return _role_settings(store, store.reader_timeout_seconds, store.reader_retries, client_name)
+
+
+def writer_settings(store: StoreSection, client_name: str = "recs-publish") -> RedisSettings:
+    """Settings for the publisher and the admin commands: patient timeouts and more retries."""
+    return _role_settings(store, store.writer_timeout_seconds, store.writer_retries, client_name)
+
+
+def _role_settings(store: StoreSection, timeout: float, retries: int, client_name: str) -> RedisSettings:
+    return RedisSettings(
+        url=store.url,
+        cluster=store.cluster,
+        socket_timeout=timeout,
+        connect_timeout=timeout,
+        retries=retries,
+        max_connections=store.max_connections,
+        client_name=client_name,
+    )
 
 
 def redis_address(url: str) -> str:

@@ -1,20 +1,23 @@
 """Print a finished run in a few lines: where its Parquet is, a few users' lists, and ALS
 against popularity. Reads local run folders with pyarrow, no Spark.
 
-    python -m jobs.run_summary --run-date 2026-11-29 [--users 3]
+    python -m tools.run_summary --run-date 2026-11-29 [--users 3]
+
+Exit status: 0 for a complete run, 1 for a run without its manifest, 2 for a bad date or config.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from conf import load_config
+from conf import ConfigError, load_config
+from conf.cli import CommandParser, add_config_argument, add_run_date_argument, refuse
 from jobs.metrics import METRIC_NAMES
 from jobs.run_layout import RunLayout
+from jobs.stages import PIPELINE
 
 
 def metrics_table(metrics: dict) -> list[str]:
@@ -55,7 +58,7 @@ def summary_lines(layout: RunLayout, users: int) -> list[str]:
         f"    popular lists:   {layout.popular}",
         f"    input rows {counts['input']['rows_read']}, quarantined {counts['quarantine']['rows']} "
         f"{counts['quarantine']['by_reason']} -> {counts['quarantine']['path']}",
-        "    stage seconds: " + ", ".join(f"{stage} {secs:.1f}" for stage, secs in manifest["timings_seconds"].items()),
+        "    stage seconds: " + ", ".join(f"{stage} {secs:.1f}" for stage, secs in _in_pipeline_order(manifest)),
         "==> a few users' top items (score):",
         *sample_lists(Path(layout.recommendations), users),
     ]
@@ -66,14 +69,22 @@ def summary_lines(layout: RunLayout, users: int) -> list[str]:
     return lines
 
 
+def _in_pipeline_order(manifest: dict) -> list[tuple[str, float]]:
+    timings = manifest["timings_seconds"]
+    return [(stage, timings[stage]) for stage in PIPELINE.names if stage in timings]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the summary of the run for --run-date."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default=None)
-    parser.add_argument("--run-date", required=True)
-    parser.add_argument("--users", type=int, default=3)
+    parser = CommandParser(__doc__, prog="python -m tools.run_summary")
+    add_config_argument(parser)
+    add_run_date_argument(parser)
+    parser.add_argument("--users", type=int, default=3, help="how many users' lists to show")
     args = parser.parse_args(argv)
-    layout = RunLayout.from_config(load_config(args.config), args.run_date)
+    try:
+        layout = RunLayout.from_config(load_config(args.config), args.run_date)
+    except ConfigError as exc:
+        return refuse("run summary", exc)
     lines = summary_lines(layout, args.users)
     print("\n".join(lines))
     return 0 if Path(layout.manifest).exists() else 1

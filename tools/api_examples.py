@@ -1,6 +1,6 @@
 """Print example calls against a running API, each with the answer it really gave.
 
-python -m serving.examples http://127.0.0.1:8000 user_0000001
+python -m tools.api_examples http://127.0.0.1:8000 user_0000001
 """
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """Package the project's Python code into one zip for ``spark-submit --py-files``.
 
-    python -m jobs.bundle dist/recs_jobs.zip
+    python -m tools.bundle dist/recs_jobs.zip
 
-The zip holds the ``jobs``, ``serving`` and ``conf`` packages and a BUILD_VERSION file, so the
-code version is known on a cluster where there is no git checkout. Executors need the
-third-party packages too (pyarrow, pandas, numpy, redis): ship a packed virtualenv with
-``--archives`` as the README's cluster section shows.
+The zip holds what the jobs run: the ``jobs``, ``store`` and ``conf`` packages (not the API,
+the DAG or these tools) and a BUILD_VERSION file, so the code version is known on a cluster
+where there is no git checkout. Executors need the third-party packages too (pyarrow, pandas,
+numpy, redis, pydantic, pyyaml): ship a packed virtualenv with ``--archives`` as the README's
+cluster section shows.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from jobs.version import code_version
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("jobs", "serving", "conf")
+PACKAGES = ("jobs", "store", "conf")
 SUFFIXES = (".py", ".yaml", ".json")
 
 

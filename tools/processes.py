@@ -1,4 +1,5 @@
-"""Processes the tests start: a private redis-server, and subprocess environments."""
+"""Processes the tests and the benchmarks start: a private redis-server on a free port, the
+API under gunicorn (its production server), and clean environments for subprocesses."""
 
 from __future__ import annotations
 
@@ -63,25 +64,33 @@ class RedisProcess:
 
 def project_env(**extra: str) -> dict[str, str]:
     """Environment for subprocesses: the venv's bin first on PATH and the repo on PYTHONPATH,
-    with no RECS__ overrides leaking in from the caller."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("RECS__")}
+    with no config overrides (RECS__*, RECS_CONFIG, REDIS_URL) leaking in from the caller."""
+    leaks = ("RECS_CONFIG", "REDIS_URL")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RECS__") and key not in leaks}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(ROOT)
     env.update(extra)
     return env
 
 
-class ApiServer:
-    """The lookup API under gunicorn, the production server, as a real process on a free port."""
+def setting_variables(section: str, settings: dict | None) -> dict[str, str]:
+    """RECS__<SECTION>__<KEY> variables for some settings of one config section."""
+    return {f"RECS__{section.upper()}__{key.upper()}": str(value) for key, value in (settings or {}).items()}
 
-    def __init__(self, redis_url: str, log_path: Path, **settings: str):
+
+class ApiServer:
+    """The lookup API under gunicorn, the production server, as a real process on a free port.
+    ``api`` and ``store`` are settings of those config sections, e.g. ``api={"workers": 1}``."""
+
+    def __init__(self, redis_url: str, log_path: Path, api: dict | None = None, store: dict | None = None):
         self.port = free_port()
         self.log_path = log_path
         self.env = project_env(
-            RECS_API_BIND=f"127.0.0.1:{self.port}",
-            RECS_API_REDIS_URL=redis_url,
-            RECS_API_FALLBACK_FILE=str(log_path.with_suffix(".fallback.json")),
-            **{f"RECS_API_{key.upper()}": str(value) for key, value in settings.items()},
+            RECS__STORE__URL=redis_url,
+            RECS__API__BIND=f"127.0.0.1:{self.port}",
+            RECS__API__FALLBACK_FILE=str(log_path.with_suffix(".fallback.json")),
+            **setting_variables("api", api),
+            **setting_variables("store", store),
         )
         self.process: subprocess.Popen | None = None
 

@@ -1,7 +1,7 @@
 """Generate a realistic interactions dataset, deterministically from a seed.
 
-    python -m jobs.generate_data --out var/data --interactions 300000 --end-date 2026-11-29
-    spark-submit --py-files dist/recs_jobs.zip jobs/generate_data.py --out hdfs:///data/recs --interactions 20000000 ...
+    python -m tools.generate_data --out var/data --interactions 300000 --end-date 2026-11-29
+    python -m tools.generate_data --out hdfs:///data/recs --interactions 20000000 --master yarn ...
 
 What it models:
 - items with power-law (Zipf) popularity, one or two categories each, titles;
@@ -33,8 +33,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from conf.cli import CommandParser, parse_run_date
+from conf.schema import SparkSection
 from jobs import storage
-from jobs.stage import configure_logging
+from jobs.runner import configure_logging
 
 log = logging.getLogger("recs.generate")
 
@@ -238,7 +240,7 @@ def generate(
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line arguments of the generator."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = CommandParser(__doc__, prog="python -m tools.generate_data")
     parser.add_argument("--out", required=True, help="output folder (local path or Hadoop URI)")
     parser.add_argument("--interactions", type=int, default=300_000, help="target number of interactions")
     parser.add_argument("--users", type=int, default=None, help="default: interactions / 40")
@@ -246,7 +248,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--categories", type=int, default=len(CATEGORY_NAMES))
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--days", type=int, default=90)
-    parser.add_argument("--end-date", required=True, help="last day of the window, YYYY-MM-DD")
+    parser.add_argument("--end-date", required=True, type=_date_argument, help="last day of the window, YYYY-MM-DD")
     parser.add_argument("--format", choices=("csv", "tsv", "parquet"), default="csv")
     parser.add_argument("--no-header", action="store_true", help="write csv/tsv without a header line")
     parser.add_argument("--timestamps", choices=("epoch", "iso"), default="iso")
@@ -258,9 +260,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _date_argument(text: str) -> str:
+    try:
+        return parse_run_date(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("run date", "end date")) from exc
+
+
 def params_from_args(args: argparse.Namespace) -> GeneratorParams:
     """Fill in defaults that depend on the requested size."""
-    dt.date.fromisoformat(args.end_date)
     users = args.users or max(50, args.interactions // 40)
     items = args.items or max(200, args.interactions // 60)
     if args.categories > len(CATEGORY_NAMES) or args.categories < 1:
@@ -275,14 +283,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging()
     args = parse_args(argv)
     params = params_from_args(args)
-    spark_cfg = {
-        "master": args.master or "local[*]",
-        "conf": {
-            "spark.sql.session.timeZone": "UTC",
-            "spark.driver.memory": "2g",
-            "spark.ui.showConsoleProgress": False,
-        },
-    }
+    spark_cfg = SparkSection(
+        master=args.master or "local[*]",
+        checkpoint_dir="var/spark-checkpoints/generate",
+        conf={"spark.sql.session.timeZone": "UTC", "spark.driver.memory": "2g", "spark.ui.showConsoleProgress": False},
+    )
     partitions = args.partitions or max(2, args.interactions // 250_000)
     with spark_session(spark_cfg, "recs-generate-data") as spark:
         summary = generate(

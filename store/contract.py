@@ -1,15 +1,16 @@
 """The Redis store contract, version 1: key layout, value encoding and id rules.
 
-The publish job (writer) and the API (reader) both import this module and nothing else
-decides what a key looks like. docs/store-contract.md is the same contract in prose.
-Standard library only: Spark executors import it.
+The writer (store.writer, driven by the publish job) and the reader (store.reader, inside the
+API) both import this module, and nothing else decides what a key looks like.
+docs/store-contract.md is the same contract in prose. Standard library only: Spark executors
+and the config loader import it.
 
 Keys, for key prefix P (``recs`` by default) and run id R:
 
     {P}:current                  string   id of the current run (the pointer readers follow)
     {P}:runs                     zset     run ids known to the store, score 0, ordered by id
     {P}:lock:publish             string   publisher lock token (with a TTL)
-    P:run:R:meta                 string   JSON run metadata (see RunMeta fields below)
+    P:run:R:meta                 string   JSON run metadata (see RUN_META_FIELDS below)
     P:run:R:user:<user_id>       string   JSON top-N list for one user
     P:run:R:popular:all          string   JSON popular list (unknown-user fallback)
     P:run:R:popular:category:<c> string   JSON popular list of one category
@@ -42,8 +43,8 @@ def normalize_id(value: str) -> str:
     return value.strip(" ")
 
 
-def id_problem(value: str) -> str | None:
-    """Why a user, item or category id is not acceptable, or None when it is."""
+def id_violation(value: str) -> str | None:
+    """Which id rule a user, item or category id breaks, or None when it keeps them all."""
     if value == "":
         return "must not be empty"
     if len(value) > MAX_ID_LENGTH:
@@ -65,13 +66,18 @@ def glob_escape(text: str) -> str:
     return _GLOB_SPECIAL.sub(r"\\\1", text)
 
 
+def check_key_prefix(prefix: str) -> str:
+    """Return prefix if it can start keys (not empty, no braces or colons), else raise ValueError."""
+    if not prefix or "{" in prefix or "}" in prefix or ":" in prefix:
+        raise ValueError(f"invalid key prefix {prefix!r}: it must be non-empty, with no braces or colons")
+    return prefix
+
+
 class KeyLayout:
     """Builds every key of one key prefix; the only place key strings are spelt out."""
 
     def __init__(self, prefix: str = "recs"):
-        if not prefix or "{" in prefix or "}" in prefix or ":" in prefix:
-            raise ValueError(f"invalid key prefix {prefix!r}: no braces or colons")
-        self.prefix = prefix
+        self.prefix = check_key_prefix(prefix)
 
     @property
     def current(self) -> str:
@@ -89,7 +95,7 @@ class KeyLayout:
         """Common prefix of all of one run's keys."""
         return f"{self.prefix}:run:{check_run_id(run_id)}"
 
-    def run_meta(self, run_id: str) -> str:
+    def meta(self, run_id: str) -> str:
         return f"{self.run_namespace(run_id)}:meta"
 
     def user_recs(self, run_id: str, user_id: str) -> str:

@@ -1,0 +1,263 @@
+"""The writer side of the store: how a run gets in, becomes current, and is removed again.
+
+    report = publish_run(client, keys, policy, manifest, load)   # the publish job, test seeding, benchmarks
+    rolled_back_from, now_current = rollback(client, keys, policy)   # python -m store.admin rollback
+
+``publish_run`` is the one publish sequence (docs/store-contract.md, "How a run is published"):
+lock, refuse an older run, register, load, verify, write meta, promote, retention. The load is
+a callable, so the same sequence serves the Spark job (its executors write the user lists) and
+anything that has the lists in hand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from store.contract import CONTRACT_VERSION, KeyLayout, check_run_id, encode_items, encode_meta
+from store.errors import PublishRefused
+from store.lock import publish_lock, renew_publish_lock
+from store.registry import complete_runs, count_user_keys, current_run, known_runs, read_run_meta, text
+
+log = logging.getLogger("recs.writer")
+
+RankedList = list[tuple[str, float]]
+# A run's popular lists: key None is the overall list, any other key a category.
+PopularLists = dict[str | None, RankedList]
+
+# Switch the pointer only if the caller still holds the publish lock, the run is registered,
+# and (unless rolling back) the run is newer than the current one. Every key here shares the
+# {prefix} hash tag, so this is one atomic step on Redis Cluster too.
+PROMOTE_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if redis.call('GET', KEYS[3]) ~= ARGV[3] then return {'lock_lost', current or ''} end
+if not redis.call('ZSCORE', KEYS[2], ARGV[1]) then return {'unknown_run', current or ''} end
+if current and ARGV[2] ~= '1' and ARGV[1] <= current then return {'not_newer', current} end
+redis.call('SET', KEYS[1], ARGV[1])
+return {'ok', current or ''}
+"""
+
+
+@dataclass(frozen=True)
+class PublishPolicy:
+    """How publishing behaves: retention, batch size and the lock's TTL."""
+
+    keep_runs: int
+    batch_size: int
+    lock_ttl_seconds: float
+
+    def __post_init__(self):
+        if self.keep_runs < 2:
+            raise ValueError("keep_runs must be at least 2: readers may still hold the previous run")
+
+    @classmethod
+    def from_config(cls, publish) -> PublishPolicy:
+        """The policy of the config's ``publish`` section."""
+        return cls(publish.keep_runs, publish.batch_size, publish.lock_ttl_seconds)
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """What a load callable reports: the users the run has (verification expects one key
+    each), the user keys it wrote, the run's popular lists for the writer to store, and how
+    long writing the keys took, when it can tell that apart from reading its input."""
+
+    users: int
+    keys_written: int
+    popular: PopularLists
+    write_seconds: float | None = None
+
+
+# Given the run id, write every user's list (encoded by user_list_writes) and report.
+RunLoader = Callable[[str], LoadedRun]
+
+
+def utc_now() -> dt.datetime:
+    """The current time in UTC (the publish time written into a run's meta)."""
+    return dt.datetime.now(dt.UTC)
+
+
+def publish_run(
+    client,
+    keys: KeyLayout,
+    policy: PublishPolicy,
+    manifest: dict,
+    load: RunLoader,
+    rollback: bool = False,
+    now: Callable[[], dt.datetime] = utc_now,
+) -> dict:
+    """Load a finished run, verify it, and make it current in one atomic step; return a report.
+
+    Refuses a run older than the current one unless ``rollback``; a rollback to a run that is
+    still retained and complete switches the pointer without loading anything."""
+    run_id = check_run_id(manifest["run_id"])
+    with publish_lock(client, keys, policy.lock_ttl_seconds) as lock:
+        current = current_run(client, keys)
+        if current == run_id:
+            log.info("run %s is already current; nothing to do", run_id)
+            return {"status": "already_current", "run_id": run_id}
+        if current and run_id < current and not rollback:
+            raise PublishRefused(
+                f"run {run_id} is older than the current run {current}; pass --rollback to make it current on purpose"
+            )
+        loaded = _retained(client, keys, run_id) if rollback else None
+        if loaded is None:
+            loaded = _load_verified(client, keys, policy, manifest, load, now)
+        renew_publish_lock(lock)
+        replaced = promote(client, keys, run_id, lock, allow_older=rollback)
+        pruned = prune(client, keys, policy.keep_runs, policy.batch_size, also_keep=(replaced,))
+    log.info("published run %s (replacing %s): %s; pruned %s", run_id, replaced, loaded, pruned or "nothing")
+    return {"status": "published", "run_id": run_id, "replaced_run_id": replaced, **loaded, "pruned_runs": pruned}
+
+
+def _retained(client, keys: KeyLayout, run_id: str) -> dict | None:
+    """For a run still complete in the store (a rollback then needs no reload): its user count."""
+    meta = read_run_meta(client, keys, run_id)
+    if not meta or meta.get("status") != "complete":
+        return None
+    users = meta["counts"]["users"]
+    return {"users": users, "reused": True} if why_not_servable(client, keys, run_id, users) is None else None
+
+
+def _load_verified(client, keys: KeyLayout, policy: PublishPolicy, manifest: dict, load: RunLoader, now) -> dict:
+    """Register, load and verify every key of the run, then mark it complete; a run that fails
+    verification is removed again and never becomes current."""
+    run_id = manifest["run_id"]
+    delete_run(client, keys, run_id, policy.batch_size)  # leftovers of an earlier, unfinished attempt
+    register_run(client, keys, run_id)
+    started = time.monotonic()
+    loaded = load(run_id)
+    load_seconds = time.monotonic() - started
+    write_popular(client, keys, run_id, loaded.popular)
+    problem = why_not_servable(client, keys, run_id, loaded.users)
+    if problem:
+        delete_run(client, keys, run_id, policy.batch_size)
+        raise PublishRefused(f"{problem}; the run was removed and the current run is unchanged")
+    # Only a verified run is marked complete: retention and rollback trust this status.
+    write_meta(client, keys, run_id, build_run_meta(manifest, loaded.users, loaded.popular, now()))
+    write_seconds = load_seconds if loaded.write_seconds is None else loaded.write_seconds
+    return {
+        "users": loaded.users,
+        "keys_written": loaded.keys_written,
+        "load_seconds": round(load_seconds, 3),
+        "write_seconds": round(write_seconds, 3),
+        "keys_per_second": round(loaded.keys_written / write_seconds, 1) if write_seconds else None,
+    }
+
+
+def build_run_meta(manifest: dict, users: int, popular: PopularLists, published_at: dt.datetime) -> dict:
+    """The run's meta document in the store, from its manifest and what was loaded."""
+    return {
+        "contract_version": CONTRACT_VERSION,
+        "run_id": manifest["run_id"],
+        "run_date": manifest["run_date"],
+        "published_at": published_at.astimezone(dt.UTC).isoformat(timespec="seconds"),
+        "status": "complete",
+        "code_version": manifest.get("code_version"),
+        "counts": {"users": users, "popular_items": len(popular.get(None, [])), "categories": len(popular) - 1},
+        "metrics": {name: manifest.get("metrics", {}).get(name) for name in ("k", "als", "popularity")},
+        "categories": sorted(category for category in popular if category is not None),
+    }
+
+
+def user_list_writes(rows: Iterable[tuple[str, RankedList]], keys: KeyLayout, run_id: str):
+    """(key, value) pairs for per-user lists, encoded by the contract."""
+    for user_id, items in rows:
+        yield keys.user_recs(run_id, user_id), encode_items(items)
+
+
+def register_run(client, keys: KeyLayout, run_id: str) -> None:
+    """Record a run before loading it, so a crashed load can still be found and removed."""
+    client.zadd(keys.runs, {run_id: 0})
+
+
+def write_popular(client, keys: KeyLayout, run_id: str, lists: PopularLists) -> None:
+    """Write the popular lists of a run: key None is the overall list, others are categories."""
+    pipe = client.pipeline(transaction=False)
+    for category, items in lists.items():
+        pipe.set(keys.popular(run_id, category), encode_items(items))
+    pipe.execute()
+
+
+def write_meta(client, keys: KeyLayout, run_id: str, meta: dict) -> None:
+    """Write a run's meta document."""
+    client.set(keys.meta(run_id), encode_meta(meta))
+
+
+def why_not_servable(client, keys: KeyLayout, run_id: str, users: int) -> str | None:
+    """Why a loaded run must not become current (wrong user count, no popular list), or None."""
+    loaded = count_user_keys(client, keys, run_id)
+    if loaded != users:
+        return f"Redis holds {loaded} user keys for run {run_id} but the run has {users} users"
+    if not client.exists(keys.popular(run_id)):
+        return f"run {run_id} has no overall popular list"
+    return None
+
+
+def promote(client, keys: KeyLayout, run_id: str, lock, allow_older: bool = False) -> str | None:
+    """Make run_id current in one atomic step; return the run it replaced."""
+    token = lock.local.token
+    outcome, replaced = client.eval(
+        PROMOTE_SCRIPT, 3, keys.current, keys.runs, keys.publish_lock, run_id, "1" if allow_older else "0", token
+    )
+    outcome, replaced = text(outcome), text(replaced) or None
+    if outcome == "ok":
+        return replaced
+    reasons = {
+        "lock_lost": "the publish lock expired during the load; raise publish.lock_ttl_seconds",
+        "unknown_run": f"run {run_id} is not registered in the store",
+        "not_newer": f"run {run_id} is not newer than the current run {replaced}; use a rollback to go back",
+    }
+    raise PublishRefused(reasons.get(outcome, f"unexpected promote outcome {outcome!r}"))
+
+
+def rollback(client, keys: KeyLayout, policy: PublishPolicy) -> tuple[str, str]:
+    """Under the publish lock, make the newest complete run older than the current one current;
+    return (the run rolled back from, the run now current)."""
+    with publish_lock(client, keys, policy.lock_ttl_seconds) as lock:
+        rolled_back_from = current_run(client, keys)
+        if rolled_back_from is None:
+            raise PublishRefused("nothing is published yet, so there is nothing to roll back")
+        earlier = [run_id for run_id in complete_runs(client, keys) if run_id < rolled_back_from]
+        if not earlier:
+            raise PublishRefused(f"no retained run older than the current run {rolled_back_from}")
+        promote(client, keys, earlier[0], lock, allow_older=True)
+    return rolled_back_from, earlier[0]
+
+
+def prune(client, keys: KeyLayout, keep: int, batch_size: int = 500, also_keep: Iterable[str | None] = ()) -> list[str]:
+    """Keep the current run, the newest ``keep`` complete runs and ``also_keep`` (the run just
+    replaced, which readers may still hold for a moment); delete every other run."""
+    current = current_run(client, keys)
+    kept = set(complete_runs(client, keys)[:keep]) | {run_id for run_id in (current, *also_keep) if run_id}
+    doomed = [run_id for run_id in known_runs(client, keys) if run_id not in kept]
+    for run_id in doomed:
+        removed = delete_run(client, keys, run_id, batch_size)
+        log.info("retention: removed run %s (%d keys)", run_id, removed)
+    return doomed
+
+
+def delete_run(client, keys: KeyLayout, run_id: str, batch_size: int = 500) -> int:
+    """Remove every key of a run with SCAN and batched UNLINK; return how many were removed."""
+    removed, batch = 0, []
+    for key in client.scan_iter(match=keys.run_pattern(run_id), count=1000):
+        batch.append(key)
+        if len(batch) >= batch_size:
+            removed += _unlink(client, batch)
+            batch = []
+    removed += _unlink(client, batch)
+    client.zrem(keys.runs, run_id)
+    return removed
+
+
+def _unlink(client, batch: list) -> int:
+    if not batch:
+        return 0
+    # One key per command: on Redis Cluster the keys of a run live in many slots.
+    pipe = client.pipeline(transaction=False)
+    for key in batch:
+        pipe.unlink(key)
+    return sum(pipe.execute())
