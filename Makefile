@@ -16,6 +16,8 @@ RUN_DATE ?= $(shell date -u +%F)
 DEMO_INTERACTIONS ?= 300000
 DEMO_REDIS_PORT ?= 6399
 API_PORT ?= 8000
+# The demo's config, laid over conf/recs.yaml: an A/B experiment of ALS against popularity.
+DEMO_CONFIG ?= $(CURDIR)/conf/demo.yaml
 # The demo publishes to REDIS_URL when it is set, else to a redis-server it starts itself.
 DEMO_REDIS_URL := $(if $(REDIS_URL),$(REDIS_URL),redis://127.0.0.1:$(DEMO_REDIS_PORT)/0)
 REDIS_HINT := "  Debian/Ubuntu: sudo apt-get install -y redis-server | macOS: brew install redis | or set REDIS_URL=redis://host:port/0"
@@ -70,15 +72,16 @@ demo: venv bundle demo-redis ## Generate data, run the nightly DAG once, publish
 	@echo "==> preparing Airflow metadata (SQLite in var/airflow)"
 	@airflow db migrate > $(VAR)/logs/airflow-db.log 2>&1 || { tail -n 40 $(VAR)/logs/airflow-db.log; exit 1; }
 	@echo "==> running DAG nightly_recommendations for $(RUN_DATE) (full log: var/logs/demo-dag.log)"
-	@REDIS_URL=$(DEMO_REDIS_URL) RECS__SCHEDULE__RETRIES=0 airflow dags test nightly_recommendations $(RUN_DATE) 2>&1 \
+	@RECS_CONFIG=$(DEMO_CONFIG) REDIS_URL=$(DEMO_REDIS_URL) RECS__SCHEDULE__RETRIES=0 \
+	  airflow dags test nightly_recommendations $(RUN_DATE) 2>&1 \
 	  | tee $(VAR)/logs/demo-dag.log \
 	  | { grep --line-buffered -oE "\[recs\.[a-z_]+\] [^[]*|Task failed with exception|DagRun failed" || true; } \
 	  | sed -u -e 's/^\[recs\.[a-z_]*\] /    /' -e 's/ *$$//'
-	@$(VENV_PY) -m tools.run_summary --run-date $(RUN_DATE)
+	@RECS_CONFIG=$(DEMO_CONFIG) $(VENV_PY) -m tools.run_summary --run-date $(RUN_DATE)
 	@$(MAKE) --no-print-directory api-up
 	@echo "==> the API answers (gunicorn on port $(API_PORT), Redis $(DEMO_REDIS_URL)):"
 	@$(VENV_PY) -m tools.api_examples http://127.0.0.1:$(API_PORT) \
-	  $$($(VENV_PY) -c 'import pyarrow.dataset as d, pyarrow.compute as c; t = d.dataset("$(VAR)/runs/$(RUN_DATE)/recommendations").to_table(columns=["user_id"]); print(c.min(t["user_id"]))')
+	  $$($(VENV_PY) -c 'import pyarrow.dataset as d, pyarrow.compute as c; t = d.dataset("$(VAR)/runs/$(RUN_DATE)/recommendations").to_table(columns=["user_id"]); print(c.min(t["user_id"]))') ranking
 	@echo "==> API and Redis keep running in the background; stop them with: make stop"
 
 .PHONY: demo-redis
@@ -89,8 +92,8 @@ demo-redis: ## Start the demo's own redis-server unless REDIS_URL is set
 	  echo "==> demo redis-server already running on port $(DEMO_REDIS_PORT)"; \
 	elif ! command -v redis-server >/dev/null; then \
 	  echo "error: no Redis for the demo: redis-server is not installed and REDIS_URL is not set."; echo $(REDIS_HINT); exit 1; \
-	else echo "==> starting redis-server on port $(DEMO_REDIS_PORT) (data in memory only)"; \
-	  redis-server --port $(DEMO_REDIS_PORT) --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+	else echo "==> starting redis-server on port $(DEMO_REDIS_PORT) (append-only file in var/redis, fsync always)"; \
+	  redis-server --port $(DEMO_REDIS_PORT) --bind 127.0.0.1 --save "" --appendonly yes --appendfsync always --daemonize yes \
 	    --dir $(VAR)/redis --pidfile $(VAR)/redis/redis.pid --logfile $(VAR)/redis/redis.log || { \
 	    echo "error: redis-server did not start on port $(DEMO_REDIS_PORT) (in use? set DEMO_REDIS_PORT=...)"; exit 1; }; \
 	  for i in $$(seq 50); do $(VENV_PY) -c 'import redis; redis.Redis(port=$(DEMO_REDIS_PORT)).ping()' 2>/dev/null && break; \
@@ -101,7 +104,7 @@ demo-redis: ## Start the demo's own redis-server unless REDIS_URL is set
 api-up: $(VENV_STAMP) ## Start the API under gunicorn in the background (used by the demo)
 	@mkdir -p $(VAR)/logs
 	@if [ -f $(VAR)/api.pid ] && kill -0 $$(cat $(VAR)/api.pid) 2>/dev/null; then kill $$(cat $(VAR)/api.pid); sleep 1; fi
-	@RECS__STORE__URL=$(DEMO_REDIS_URL) RECS__API__BIND=127.0.0.1:$(API_PORT) $(VENV)/bin/gunicorn \
+	@RECS_CONFIG=$(DEMO_CONFIG) RECS__STORE__URL=$(DEMO_REDIS_URL) RECS__API__BIND=127.0.0.1:$(API_PORT) $(VENV)/bin/gunicorn \
 	  -c conf/gunicorn.conf.py --daemon --pid $(VAR)/api.pid --error-logfile $(VAR)/logs/api.log 'serving:create_app()'
 	@for i in $$(seq 100); do \
 	  $(VENV_PY) -c 'import urllib.request as u; u.urlopen("http://127.0.0.1:$(API_PORT)/healthz", timeout=1)' 2>/dev/null && exit 0; \

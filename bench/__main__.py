@@ -81,9 +81,10 @@ def raw_recommend_seconds(spark, layout, n: int) -> float:
     from pyspark.sql import functions as F
 
     from jobs.recommend import ranked_rows
+    from store.contract import DEFAULT_VARIANT
 
     started = time.monotonic()
-    raw = ALSModel.load(layout.model).recommendForAllUsers(n)
+    raw = ALSModel.load(layout.variant_path("models", DEFAULT_VARIANT)).recommendForAllUsers(n)
     top = raw.select(
         "user_idx",
         F.expr("transform(recommendations, r -> named_struct('item_idx', r.item_idx, 'score', r.rating))").alias(
@@ -91,7 +92,7 @@ def raw_recommend_seconds(spark, layout, n: int) -> float:
         ),
     )
     users, items = spark.read.parquet(layout.users), spark.read.parquet(layout.items)
-    ranked_rows(top, users, items).write.mode("overwrite").parquet(str(WORK / "raw-recommendations"))
+    ranked_rows(top, users, items, DEFAULT_VARIANT).write.mode("overwrite").parquet(str(WORK / "raw-recommendations"))
     return time.monotonic() - started
 
 
@@ -157,6 +158,7 @@ def synthetic_run(spark, runs_root: str, users: int, per_user: int):
     from pyspark.sql import functions as F
 
     from jobs.run_layout import RunLayout
+    from store.contract import DEFAULT_VARIANT
 
     layout = RunLayout(runs_root, RUN_DATE)
     ranks = spark.range(users).select(
@@ -164,12 +166,13 @@ def synthetic_run(spark, runs_root: str, users: int, per_user: int):
         F.explode(F.sequence(F.lit(1), F.lit(per_user))).alias("rank"),
     )
     recs = ranks.select(
+        F.lit(DEFAULT_VARIANT).alias("variant"),
         "user_id",
         F.col("rank").cast("int").alias("rank"),
         F.format_string("item_%06d", (F.hash("user_id", "rank") % 50000 + 50000) % 50000).alias("item_id"),
         (F.lit(1.0) / F.col("rank")).alias("score"),
     )
-    recs.write.mode("overwrite").parquet(layout.recommendations)
+    recs.write.mode("overwrite").partitionBy("variant").parquet(layout.recommendations)
     popular = spark.range(1, 101).select(
         F.lit("all").alias("scope"),
         F.lit(None).cast("string").alias("category"),
@@ -190,10 +193,10 @@ def reference_loads(redis_url: str, layout, sample: int) -> dict:
     from store.contract import KeyLayout
     from store.writer import user_list_writes
 
-    table = ds.dataset(layout.recommendations, format="parquet").to_table().to_pandas()
-    table = table.sort_values(["user_id", "rank"])
-    groups = table.groupby("user_id")
-    lists = [(user, list(zip(group["item_id"], group["score"], strict=True))) for user, group in groups]
+    table = ds.dataset(layout.recommendations, format="parquet", partitioning="hive").to_table().to_pandas()
+    table = table.sort_values(["variant", "user_id", "rank"])
+    groups = table.groupby(["variant", "user_id"], observed=True)
+    lists = [(*key, list(zip(group["item_id"], group["score"], strict=True))) for key, group in groups]
     client = redis.Redis.from_url(redis_url)
     started = time.monotonic()
     for key, value in user_list_writes(lists[:sample], KeyLayout("refbench"), "ref"):

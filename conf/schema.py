@@ -8,18 +8,22 @@ defaults and explains each setting; this module holds the types and limits.
 from __future__ import annotations
 
 import datetime as dt
+import math
+from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
-from store.contract import check_key_prefix
+from store.contract import DEFAULT_VARIANT, EVENT_TYPES, NAME_PATTERN, check_key_prefix
 
 INPUT_FORMATS = ("csv", "tsv", "parquet")
 TIMESTAMP_FORMATS = ("epoch", "epoch_ms", "iso", "auto")
 DUPLICATE_POLICIES = ("sum", "last")
 WEIGHT_TRANSFORMS = ("none", "log1p")
 DOWN_MODES = ("fallback", "unavailable")
+VARIANT_MODELS = ("als", "popularity")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -102,6 +106,73 @@ class TrainSection(Section):
     weight_transform: Literal[WEIGHT_TRANSFORMS]
     num_user_blocks: int = Field(ge=1)
     num_item_blocks: int = Field(ge=1)
+
+
+def _all_optional(model: type[BaseModel], name: str) -> type[BaseModel]:
+    """A section with every field of ``model`` optional (None), each keeping its type and limits."""
+    fields = {
+        field_name: (field.annotation | None, FieldInfo.merge_field_infos(field, default=None))
+        for field_name, field in model.model_fields.items()
+    }
+    return create_model(name, __base__=Section, **fields)
+
+
+# What one experiment variant changes in the train section.
+TrainOverrides = _all_optional(TrainSection, "TrainOverrides")
+
+
+class VariantSection(Section):
+    share: float = Field(gt=0, le=1)
+    # als: ALS with the train section, changed by ``train``; popularity: the most popular unseen items.
+    model: Literal[VARIANT_MODELS] = "als"
+    train: TrainOverrides = Field(default_factory=TrainOverrides)
+
+
+class ExperimentSection(Section):
+    enabled: bool = True
+    salt: str = Field(min_length=1, max_length=64)
+    control: str
+    variants: dict[str, VariantSection]
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, variants: dict[str, VariantSection]) -> dict[str, VariantSection]:
+        if len(variants) < 2:
+            raise ValueError("an experiment needs at least two variants")
+        bad = [name for name in variants if not NAME_PATTERN.match(name) or name == DEFAULT_VARIANT]
+        if bad:
+            raise ValueError(
+                f"variant names must be letters, digits, '_' or '-' (at most 32), not {DEFAULT_VARIANT!r}: {bad}"
+            )
+        total = sum(variant.share for variant in variants.values())
+        if not math.isclose(total, 1.0, abs_tol=1e-9):
+            raise ValueError(f"variant shares must sum to 1, they sum to {total:g}")
+        return variants
+
+    @model_validator(mode="after")
+    def _control_is_a_variant(self) -> ExperimentSection:
+        if self.control not in self.variants:
+            raise ValueError(f"control {self.control!r} is not one of the variants {sorted(self.variants)}")
+        return self
+
+
+class EventsSection(Section):
+    enabled: bool
+    max_batch: int = Field(ge=1)
+    max_body_bytes: int = Field(ge=1024)
+    # Weight of each event type as an interaction in the next run; 0 leaves that type out.
+    weights: dict[Literal[EVENT_TYPES], float]
+    lookback_days: int = Field(ge=1)
+    # Spark tasks that read one day of the stream in parallel, each a slice of the day.
+    export_slices: int = Field(ge=1)
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, weights: dict) -> dict:
+        missing = sorted(set(EVENT_TYPES) - set(weights))
+        if missing or any(weight < 0 for weight in weights.values()):
+            raise ValueError(f"needs a weight of 0 or more for each of {', '.join(EVENT_TYPES)}")
+        return weights
 
 
 class EvaluateSection(Section):
@@ -215,3 +286,55 @@ class Config(Section):
     publish: PublishSection
     api: ApiSection
     schedule: ScheduleSection
+    events: EventsSection
+    experiments: dict[str, ExperimentSection]
+
+    @field_validator("experiments")
+    @classmethod
+    def _experiments(cls, experiments: dict[str, ExperimentSection]) -> dict[str, ExperimentSection]:
+        bad = [name for name in experiments if not NAME_PATTERN.match(name)]
+        if bad:
+            raise ValueError(f"experiment names must be letters, digits, '_' or '-' (at most 32): {bad}")
+        enabled = [name for name, experiment in experiments.items() if experiment.enabled]
+        if len(enabled) > 1:
+            raise ValueError(f"at most one experiment can be enabled at a time, found {enabled}")
+        return experiments
+
+    def active_experiment(self) -> tuple[str, ExperimentSection] | None:
+        """The enabled experiment (name, settings), or None."""
+        return next(((name, e) for name, e in self.experiments.items() if e.enabled), None)
+
+    def experiment_definition(self) -> dict | None:
+        """The enabled experiment as a run records it: name, salt, control and shares."""
+        active = self.active_experiment()
+        if active is None:
+            return None
+        name, experiment = active
+        shares = {variant: settings.share for variant, settings in experiment.variants.items()}
+        return {"name": name, "salt": experiment.salt, "control": experiment.control, "shares": shares}
+
+    def variants(self) -> list[RunVariant]:
+        """The model variants a run trains and publishes: the enabled experiment's, or one
+        ``default`` variant with the train section as it is."""
+        active = self.active_experiment()
+        if active is None:
+            return [RunVariant(DEFAULT_VARIANT, "als", self.train, 1.0)]
+        _, experiment = active
+        return [
+            RunVariant(name, v.model, _with_overrides(self.train, v.train), v.share)
+            for name, v in experiment.variants.items()
+        ]
+
+
+def _with_overrides(train: TrainSection, overrides: BaseModel) -> TrainSection:
+    return TrainSection.model_validate({**train.model_dump(), **overrides.model_dump(exclude_none=True)})
+
+
+@dataclass(frozen=True)
+class RunVariant:
+    """One variant of a run: its name, its model kind, the train settings it uses, its share."""
+
+    name: str
+    model: str
+    train: TrainSection
+    share: float

@@ -1,10 +1,11 @@
-"""evaluate: hold out each user's latest interactions, train on the rest, and score the model
-against a popularity baseline on the same split.
+"""evaluate: hold out each user's latest interactions, train each variant of the run on the
+rest, and score every variant and a popularity baseline on the same split.
 
     spark-submit --py-files dist/recs_jobs.zip jobs/evaluate.py --run-date 2026-11-29
 
-Reports precision@k, recall@k, NDCG@k, MAP@k and catalogue coverage for ALS and for
-"most popular unseen items". Without timestamps the holdout is a seeded random one.
+Reports precision@k, recall@k, NDCG@k, MAP@k and catalogue coverage per variant and for
+"most popular unseen items"; ``als`` repeats the control's figures (the first ALS variant's
+when the control is not ALS). Without timestamps the holdout is a seeded random one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from jobs.metrics import catalog_coverage, ranking_metrics
-from jobs.ranking import als_candidates, item_popularity, popular_candidates, seen_items, top_unseen
+from jobs.ranking import item_popularity, popular_candidates, seen_items, top_unseen, variant_top
 from jobs.run_layout import RunLayout
 from jobs.runner import JobError, job_main
 from jobs.train import fit_als
@@ -84,9 +85,14 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
         raise JobError("evaluation holdout is empty: no user has evaluate.min_user_interactions interactions")
     seen = seen_items(train).join(relevant.select("user_idx"), "user_idx").cache()
     catalog_size = train.select("item_idx").distinct().count()
-    model = fit_als(train, cfg.train)
-    als_top = top_unseen(als_candidates(model, seen, k), seen, k)
-    popular_top = top_unseen(popular_candidates(item_popularity(train), seen, k), seen, k)
+    popularity = item_popularity(train).cache()
+    popular_top = top_unseen(popular_candidates(popularity, seen, k), seen, k)
+    variants = {}
+    for variant in cfg.variants():
+        model = fit_als(train, variant.train) if variant.model == "als" else None
+        variants[variant.name] = score_recommender(
+            variant_top(variant, model, popularity, seen, k), relevant, k, catalog_size
+        )
     report = {
         "k": k,
         "split": {
@@ -97,13 +103,26 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
             "users_evaluated": relevant.count(),
             "catalog_items": catalog_size,
         },
-        "als": score_recommender(als_top, relevant, k, catalog_size),
         "popularity": score_recommender(popular_top, relevant, k, catalog_size),
+        "variants": variants,
     }
+    reference = _reference_als_variant(cfg)
+    if reference is not None:
+        report["als"] = variants[reference]
     marked.unpersist()
+    popularity.unpersist()
     relevant.unpersist()
     seen.unpersist()
     return report
+
+
+def _reference_als_variant(cfg: Config) -> str | None:
+    """The variant whose figures stand for "ALS": the control, else the first ALS variant."""
+    als = [variant.name for variant in cfg.variants() if variant.model == "als"]
+    active = cfg.active_experiment()
+    if active and active[1].control in als:
+        return active[1].control
+    return als[0] if als else None
 
 
 def _has_timestamps(interactions: DataFrame) -> bool:

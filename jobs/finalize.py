@@ -72,13 +72,15 @@ def build_manifest(
             "item_meta": prepare.get("item_meta", {}),
             "output": recommend["output"],
         },
-        "metrics": {key: evaluate[key] for key in ("k", "split", "als", "popularity") if key in evaluate},
+        "metrics": {key: evaluate[key] for key in ("k", "split", "als", "popularity", "variants") if key in evaluate},
+        "variants": recommend["variants"],
+        "experiment": recommend["experiment"],
         "timings_seconds": {stage: reports[stage]["seconds"] for stage in PIPELINE.build_stages},
         "stages": reports,
         "outputs": {
             "recommendations": layout.recommendations,
             "popular": layout.popular,
-            "model": layout.model,
+            "models": layout.models,
             "quarantine": layout.quarantine,
         },
     }

@@ -6,6 +6,10 @@ Rows that cannot be used (missing or unusable ids, unparseable, negative or non-
 and timestamps, malformed lines) go to ``quarantine/interactions`` with a ``reason`` column and
 are counted by reason in the stage report. The job fails when they exceed
 ``prepare.max_bad_fraction`` of the input, and when the input is empty.
+
+Events that the API accepted and export_events wrote to the last ``events.lookback_days`` run
+folders join the input log as interactions, weighted by type (``events.weights``), and go
+through the same checks.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from conf.schema import DUPLICATE_POLICIES, TIMESTAMP_FORMATS
+from jobs.export_events import EVENT_COLUMNS
 from jobs.run_layout import RunLayout, dated_path
 from jobs.runner import JobError, job_main
 from jobs.sources import CORRUPT_RECORD, SOURCE_FILE, read_source, refusing_header_mismatch, require_columns
@@ -202,9 +207,46 @@ def mark_duplicate_items(meta: DataFrame) -> DataFrame:
     return meta.withColumn("reason", F.coalesce(F.col("reason"), duplicate))
 
 
+def event_interactions(events: DataFrame, weights: Mapping[str, float]) -> DataFrame:
+    """Exported events (with the ``source_file`` they were read from) as standardized interaction
+    rows, as standardize_interactions gives them: the weight of their type, the time the client
+    gave or else the time Redis received them. Types weighted 0 are left out. Timestamps are
+    epoch seconds."""
+    from pyspark.sql import functions as F
+
+    weight = F.create_map(*[F.lit(value) for pair in weights.items() for value in pair])[F.col("type")]
+    seconds = F.coalesce(F.col("ts"), F.unix_micros("received_at") / F.lit(1_000_000.0))
+    return events.where(weight > 0).select(
+        F.col("user_id").alias("user_raw"),
+        F.col("item_id").alias("item_raw"),
+        weight.cast("string").alias("weight_raw"),
+        seconds.cast("decimal(20,3)").cast("string").alias("ts_raw"),
+        F.lit(None).cast("string").alias("raw_record"),
+        F.col(SOURCE_FILE),
+    )
+
+
+def exported_event_paths(spark: SparkSession, layout: RunLayout, lookback_days: int) -> list[str]:
+    """The events exports (one day each) of this run folder and the ones before it, within the lookback."""
+    import datetime as dt
+
+    from jobs import storage
+
+    run_date = dt.date.fromisoformat(layout.run_date)
+    paths = []
+    for back in range(lookback_days):
+        folder = RunLayout(layout.runs_root, (run_date - dt.timedelta(days=back)).isoformat())
+        export = storage.read_json(spark, f"{folder.events}/export.json")
+        if export:
+            paths.append(f"{folder.events}/date={export['day']}")
+    return paths
+
+
 def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
-    """Read the input, quarantine bad rows, write prepared interactions and id maps; return counts."""
+    """Read the input and the exported events, quarantine bad rows, write prepared interactions
+    and id maps; return counts."""
     from pyspark import StorageLevel
+    from pyspark.sql import functions as F
 
     source = cfg.input
     path, columns = dated_path(source.path, layout.run_date), source.columns.model_dump()
@@ -212,6 +254,14 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
     require_columns(raw, columns, f"input {path}")
     timestamp_format = source.timestamp_format if columns["timestamp"] else None
     validated = validate_interactions(standardize_interactions(raw, columns), timestamp_format)
+    event_paths = exported_event_paths(spark, layout, cfg.events.lookback_days) if cfg.events.enabled else []
+    event_rows = 0
+    if event_paths:
+        exported = spark.read.schema(EVENT_COLUMNS).parquet(*event_paths)
+        exported = exported.select("*", F.col("_metadata.file_path").alias(SOURCE_FILE))
+        events = event_interactions(exported, cfg.events.weights).cache()
+        event_rows = events.count()
+        validated = validated.unionByName(validate_interactions(events, "epoch"))
     validated = validated.persist(StorageLevel.MEMORY_AND_DISK)
     with refusing_header_mismatch():
         reasons = {row["reason"]: row["count"] for row in validated.groupBy("reason").count().collect()}
@@ -233,6 +283,7 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
     interactions = spark.read.parquet(layout.interactions)
     report = {
         "input": {"path": path, "rows_read": rows_read, "rows_valid": rows_valid},
+        "events": {"exports": event_paths, "rows_read": event_rows},
         "quarantine": {"rows": rows_bad, "by_reason": dict(sorted(reasons.items())), "path": layout.quarantine},
         "output": {"pairs": interactions.count(), "users": users.count(), "items": items.count()},
     }

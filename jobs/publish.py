@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 
 
 def user_lists(recommendations: DataFrame) -> DataFrame:
-    """One row per user: user_id and items (array of item_id, score), best first."""
-    return collect_ranked(recommendations, "user_id", "rank", ("item_id", "score"), "items")
+    """One row per user and variant: variant, user_id and items (array of item_id, score), best first."""
+    return collect_ranked(recommendations, ("variant", "user_id"), "rank", ("item_id", "score"), "items")
 
 
 def popular_lists(popular: DataFrame) -> PopularLists:
@@ -79,19 +79,20 @@ def load_user_lists(lists: DataFrame, settings: RedisSettings, prefix: str, run_
 
 
 def _batch_lists(batch):
-    """(user_id, [(item_id, score), ...]) pairs from an Arrow batch of user_lists rows."""
-    users = batch.column("user_id").to_pylist()
+    """(variant, user_id, [(item_id, score), ...]) from an Arrow batch of user_lists rows."""
+    variants, users = batch.column("variant").to_pylist(), batch.column("user_id").to_pylist()
     items = batch.column("items")
     offsets = items.offsets.to_pylist()
     item_ids, scores = items.values.field("item_id").to_pylist(), items.values.field("score").to_pylist()
     for row, user_id in enumerate(users):
         start, end = offsets[row], offsets[row + 1]
-        yield user_id, list(zip(item_ids[start:end], scores[start:end], strict=True))
+        yield variants[row], user_id, list(zip(item_ids[start:end], scores[start:end], strict=True))
 
 
 def spark_loader(spark: SparkSession, layout: RunLayout, settings: RedisSettings, prefix: str, batch_size: int):
-    """The load step of the publish sequence for one run folder: user lists from the executors,
-    the user count from the Parquet (verification compares the two), popular lists collected."""
+    """The load step of the publish sequence for one run folder: user lists (one per user and
+    variant) from the executors, their count from the Parquet (verification compares the two),
+    popular lists collected."""
 
     def load(run_id: str) -> LoadedRun:
         lists = user_lists(spark.read.parquet(layout.recommendations)).cache()

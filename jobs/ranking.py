@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from pyspark.ml.recommendation import ALSModel
     from pyspark.sql import DataFrame
 
+    from conf.schema import RunVariant
+
 
 def seen_items(interactions: DataFrame) -> DataFrame:
     """Per user, the array of item indices they interacted with: user_idx, seen."""
@@ -75,17 +77,29 @@ def popular_candidates(popularity: DataFrame, seen: DataFrame, n: int) -> DataFr
     return collect_ranked(pairs, "user_idx", "pop_rank", ("item_idx", "score"), "candidates")
 
 
-def collect_ranked(frame: DataFrame, key: str, order_col: str, fields: tuple[str, ...], alias: str) -> DataFrame:
-    """One row per ``key``: its rows' ``fields`` as an array of structs, in ``order_col`` order."""
+def collect_ranked(
+    frame: DataFrame, key: str | tuple[str, ...], order_col: str, fields: tuple[str, ...], alias: str
+) -> DataFrame:
+    """One row per ``key`` (a column or several): its rows' ``fields`` as an array of structs,
+    in ``order_col`` order."""
     from pyspark.sql import functions as F
 
+    key_columns = (key,) if isinstance(key, str) else key
     ordered = F.array_sort(F.collect_list(F.struct(order_col, *fields)))
     kept = ", ".join(f"'{field}', r.{field}" for field in fields)
     return (
-        frame.groupBy(key)
+        frame.groupBy(*key_columns)
         .agg(ordered.alias("_ordered"))
-        .select(key, F.expr(f"transform(_ordered, r -> named_struct({kept}))").alias(alias))
+        .select(*key_columns, F.expr(f"transform(_ordered, r -> named_struct({kept}))").alias(alias))
     )
+
+
+def variant_top(variant: RunVariant, model: ALSModel | None, popularity: DataFrame, seen: DataFrame, n: int):
+    """One variant's top-n unseen items for each user in ``seen``: user_idx, items. ALS variants
+    rank by their model; popularity variants by ``popularity`` (item_idx, score)."""
+    if variant.model == "popularity":
+        return top_unseen(popular_candidates(popularity, seen, n), seen, n)
+    return top_unseen(als_candidates(model, seen, n), seen, n)
 
 
 def top_unseen(candidates: DataFrame, seen: DataFrame, n: int) -> DataFrame:

@@ -1,10 +1,12 @@
-"""recommend: top-N unseen items per known user, plus the popular lists used as fallback.
+"""recommend: top-N unseen items per known user in every variant of the run, plus the popular
+lists used as fallback.
 
     spark-submit --py-files dist/recs_jobs.zip jobs/recommend.py --run-date 2026-11-29
 
-Writes ``recommendations`` (user_id, rank, item_id, score) with the original string ids, and
-``popular`` (scope, category, rank, item_id, score): scope ``all`` is the overall list, scope
-``category`` one list per category when item metadata was given.
+Writes ``recommendations`` (variant, user_id, rank, item_id, score; partitioned by variant)
+with the original string ids, and ``popular`` (scope, category, rank, item_id, score): scope
+``all`` is the overall list, scope ``category`` one list per category when item metadata was
+given. Every variant shares the prepared data and the seen items, read once.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from jobs import storage
-from jobs.ranking import als_candidates, item_popularity, seen_items, top_unseen
+from jobs.ranking import item_popularity, seen_items, variant_top
 from jobs.run_layout import RunLayout
 from jobs.runner import job_main
 
@@ -23,8 +25,8 @@ if TYPE_CHECKING:
     from conf.schema import Config
 
 
-def ranked_rows(top: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame:
-    """Explode per-user (item_idx, score) arrays into user_id, rank (1-based), item_id, score."""
+def ranked_rows(top: DataFrame, users: DataFrame, items: DataFrame, variant: str) -> DataFrame:
+    """Explode per-user (item_idx, score) arrays into variant, user_id, rank (1-based), item_id, score."""
     from pyspark.sql import functions as F
 
     exploded = top.select("user_idx", F.posexplode("items").alias("pos", "entry"))
@@ -32,6 +34,7 @@ def ranked_rows(top: DataFrame, users: DataFrame, items: DataFrame) -> DataFrame
         exploded.join(users, "user_idx")
         .join(items, exploded["entry.item_idx"] == items["item_idx"])
         .select(
+            F.lit(variant).alias("variant"),
             "user_id",
             (F.col("pos") + 1).cast("int").alias("rank"),
             "item_id",
@@ -80,11 +83,16 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
     interactions = spark.read.parquet(layout.interactions)
     users, items = spark.read.parquet(layout.users), spark.read.parquet(layout.items)
     seen = seen_items(interactions).cache()
-    top = top_unseen(als_candidates(ALSModel.load(layout.model), seen, n), seen, n)
-    ranked_rows(top, users, items).write.mode("overwrite").parquet(layout.recommendations)
+    popularity = item_popularity(interactions).cache()
+    variants = cfg.variants()
+    rows = None
+    for variant in variants:
+        model = ALSModel.load(layout.variant_path("models", variant.name)) if variant.model == "als" else None
+        ranked = ranked_rows(variant_top(variant, model, popularity, seen, n), users, items, variant.name)
+        rows = ranked if rows is None else rows.unionByName(ranked)
+    rows.write.mode("overwrite").partitionBy("variant").parquet(layout.recommendations)
     seen.unpersist()
 
-    popularity = item_popularity(interactions)
     popular = overall_popular(popularity, items, popular_n)
     has_meta = storage.exists(spark, layout.item_meta)
     if has_meta:
@@ -93,12 +101,14 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
         )
     popular.write.mode("overwrite").parquet(layout.popular)
 
+    popularity.unpersist()
     written = spark.read.parquet(layout.recommendations)
     lengths = (
-        written.groupBy("user_id")
+        written.groupBy("variant", "user_id")
         .count()
         .agg(
-            F.count(F.lit(1)).alias("users"),
+            F.countDistinct("user_id").alias("users"),
+            F.count(F.lit(1)).alias("user_lists"),
             F.min("count").alias("shortest"),
             F.sum((F.col("count") < n).cast("int")).alias("short"),
         )
@@ -107,11 +117,14 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
     saved_popular = spark.read.parquet(layout.popular)
     return {
         "top_n": n,
+        "variants": [variant.name for variant in variants],
+        "experiment": cfg.experiment_definition(),
         "output": {
             "users": int(lengths["users"] or 0),
+            "user_lists": int(lengths["user_lists"] or 0),
             "rows": written.count(),
             "shortest_list": int(lengths["shortest"] or 0),
-            "users_with_fewer_than_n": int(lengths["short"] or 0),
+            "lists_shorter_than_n": int(lengths["short"] or 0),
             "popular_overall": saved_popular.where("scope = 'all'").count(),
             "popular_categories": saved_popular.where("scope = 'category'").select("category").distinct().count(),
         },

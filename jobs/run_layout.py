@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from jobs.stages import PIPELINE
 from jobs.storage import absolute_uri
+from store.contract import check_name
 
 
 def dated_path(path: str | None, run_date: str) -> str | None:
@@ -53,6 +54,10 @@ class RunLayout:
         if output not in PIPELINE.output_paths:
             raise ValueError(f"unknown output {output!r}; the stage table names {', '.join(PIPELINE.output_paths)}")
         return f"{self.run_dir}/{PIPELINE.output_paths[output]}"
+
+    def variant_path(self, output: str, variant: str) -> str:
+        """The URI of one variant's part of an output kept per variant (models, factors)."""
+        return f"{self.path(output)}/{check_name(variant)}"
 
     def __getattr__(self, output: str) -> str:
         if output in PIPELINE.output_paths:

@@ -40,7 +40,12 @@ class Stage:
 
 STAGES: tuple[Stage, ...] = (
     Stage(
-        "prepare", "jobs.prepare", BUILD, "cleaned interactions, id maps, quarantine",
+        "export_events", "jobs.export_events", BUILD, "the day's events from Redis, experiment reports",
+        writes={"events": "events", "experiments": "experiments"},
+    ),
+    Stage(
+        "prepare", "jobs.prepare", BUILD, "cleaned interactions (input log and events), id maps, quarantine",
+        reads=("events",),
         writes={
             "interactions": "prepared/interactions",
             "users": "prepared/users",
@@ -51,14 +56,17 @@ STAGES: tuple[Stage, ...] = (
         },
     ),
     Stage(
-        "train", "jobs.train", BUILD, "ALS model and factors",
+        "train", "jobs.train", BUILD, "an ALS model and its factors per variant",
         reads=("interactions", "users", "items"),
-        writes={"model": "model", "user_factors": "factors/users", "item_factors": "factors/items"},
+        writes={"models": "models", "factors": "factors"},
     ),
-    Stage("evaluate", "jobs.evaluate", BUILD, "holdout metrics, ALS vs popularity", reads=("interactions",)),
     Stage(
-        "recommend", "jobs.recommend", BUILD, "top-N lists and popular lists",
-        reads=("interactions", "users", "items", "item_meta", "model"),
+        "evaluate", "jobs.evaluate", BUILD, "holdout metrics of every variant and of popularity",
+        reads=("interactions",),
+    ),
+    Stage(
+        "recommend", "jobs.recommend", BUILD, "top-N lists per variant and popular lists",
+        reads=("interactions", "users", "items", "item_meta", "models"),
         writes={"recommendations": "recommendations", "popular": "popular"},
     ),
     Stage(

@@ -1,4 +1,5 @@
-"""train: fit ALS on the prepared interactions; save the model and its user and item factors.
+"""train: fit ALS on the prepared interactions, once per ALS variant of the run (one without an
+experiment); save each model and its user and item factors under its variant's name.
 
     spark-submit --py-files dist/recs_jobs.zip jobs/train.py --run-date 2026-11-29
 
@@ -73,24 +74,37 @@ def factors_with_ids(factors: DataFrame, id_map: DataFrame, index_col: str, id_c
 
 
 def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
-    """Fit the model on this run's prepared interactions and save it with its factors."""
-    params = cfg.train
-    interactions = spark.read.parquet(layout.interactions)
-    model = fit_als(interactions, params)
-    model.write().overwrite().save(layout.model)
+    """Fit each ALS variant on this run's prepared interactions and save it with its factors."""
+    from jobs import storage
+
+    interactions = spark.read.parquet(layout.interactions).cache()
     users, items = spark.read.parquet(layout.users), spark.read.parquet(layout.items)
+    for output in ("models", "factors"):  # variants of an earlier attempt must not linger
+        storage.delete(spark, layout.path(output))
+    trained = {}
+    for variant in cfg.variants():
+        if variant.model == "als":
+            trained[variant.name] = _train_variant(interactions, users, items, variant.name, variant.train, layout)
+    interactions.unpersist()
+    return {"variants": trained}
+
+
+def _train_variant(interactions, users, items, name: str, params: TrainSection, layout: RunLayout) -> dict:
+    model = fit_als(interactions, params)
+    model.write().overwrite().save(layout.variant_path("models", name))
+    factors = layout.variant_path("factors", name)
     factors_with_ids(model.userFactors, users, "user_idx", "user_id").write.mode("overwrite").parquet(
-        layout.user_factors
+        f"{factors}/users"
     )
     factors_with_ids(model.itemFactors, items, "item_idx", "item_id").write.mode("overwrite").parquet(
-        layout.item_factors
+        f"{factors}/items"
     )
-    keys = ("implicit_prefs", "rank", "reg_param", "alpha", "max_iter", "seed", "weight_transform")
+    spark = interactions.sparkSession
     return {
-        "params": {key: getattr(params, key) for key in keys},
+        "params": params.model_dump(),
         "output": {
-            "user_factors": spark.read.parquet(layout.user_factors).count(),
-            "item_factors": spark.read.parquet(layout.item_factors).count(),
+            "user_factors": spark.read.parquet(f"{factors}/users").count(),
+            "item_factors": spark.read.parquet(f"{factors}/items").count(),
         },
     }
 

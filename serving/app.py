@@ -10,7 +10,10 @@ from flask import Flask
 from conf import load_config
 from conf.schema import Config
 from serving.errors import register_error_handlers
+from serving.events import feedback
 from serving.routes import AnyTextConverter, api, ops
+from store.contract import KeyLayout
+from store.events import EventLog
 from store.reader import StoreReader
 
 
@@ -21,11 +24,16 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     cfg = config if isinstance(config, Config) else load_config(overrides=config)
     app = Flask(__name__)
     app.config["RECS"] = cfg
+    # Bodies over this get a 413 before they are read (the events endpoint is the only one with a body).
+    app.config["MAX_CONTENT_LENGTH"] = cfg.events.max_body_bytes
     app.url_map.converters["any_text"] = AnyTextConverter
     app.json.sort_keys = False
     # One reader (and so one Redis client pool) per app; routes reach it through app.extensions.
-    app.extensions["recs_store"] = StoreReader.from_config(cfg)
+    reader = StoreReader.from_config(cfg)
+    app.extensions["recs_store"] = reader
+    app.extensions["recs_events"] = EventLog(reader.client, KeyLayout(cfg.store.key_prefix))
     app.register_blueprint(api)
+    app.register_blueprint(feedback)
     app.register_blueprint(ops)
     register_error_handlers(app)
     return app

@@ -10,7 +10,7 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from store.errors import NoCurrentRun, StoreDataError, StoreUnavailable, UnknownCategory
+from store.errors import NoCurrentRun, StoreDataError, StoreUnavailable, UnknownCategory, UnknownVariant
 
 log = logging.getLogger("recs.api")
 
@@ -33,6 +33,13 @@ class BadRequest(ApiError):
     code = "bad_request"
 
 
+class NotFound(ApiError):
+    """The thing asked for does not exist (or is switched off)."""
+
+    status = 404
+    code = "not_found"
+
+
 # Store errors, typed at the store boundary, and the answer each one gets. Details stay
 # generic: hosts, ports and key names are for the server log, not for clients.
 # A detail of None passes the error's own message on: it names only what the client asked for.
@@ -41,6 +48,7 @@ STORE_ERRORS = {
     NoCurrentRun: (503, "no_published_run", "no recommendations have been published yet"),
     StoreDataError: (500, "store_data_error", "stored data is invalid"),
     UnknownCategory: (404, "not_found", None),
+    UnknownVariant: (400, "bad_request", None),
 }
 
 

@@ -11,7 +11,8 @@ from flask import Blueprint, current_app, jsonify, request
 from werkzeug.routing import PathConverter
 
 from serving.errors import BadRequest
-from serving.validation import checked_id, parse_n
+from serving.validation import checked_id, checked_name, parse_n
+from store.experiments import RecId
 from store.reader import Answer, StoreReader
 
 
@@ -45,11 +46,20 @@ def ranked_items(answer: Answer, n: int) -> list[dict]:
 
 @api.get("/recommendations/<any_text:user_id>")
 def recommendations(user_id: str):
-    """Top-N for one user; unknown users get the popular list."""
+    """Top-N for one user in their experiment variant (or ?variant=, forced for QA and kept
+    out of the statistics); unknown users get the popular list. ``rec_id`` names this response
+    for the events about it."""
     user_id = checked_id(user_id, "user_id")
     n = requested_n()
-    answer = reader().recommendations(user_id)
-    return jsonify(user_id=user_id, run_id=answer.run_id, source=answer.source, items=ranked_items(answer, n))
+    forced = request.args.get("variant")
+    if forced is not None:
+        forced = checked_name(forced, "variant")
+    answer = reader().recommendations(user_id, forced_variant=forced)
+    rec_id = RecId.new(answer.run_id, answer.experiment, answer.variant, answer.forced)
+    return jsonify(
+        user_id=user_id, run_id=answer.run_id, source=answer.source, experiment=answer.experiment,
+        variant=answer.variant, forced=answer.forced, rec_id=str(rec_id), items=ranked_items(answer, n),
+    )  # fmt: skip
 
 
 @api.get("/recommendations/")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import re
 from collections.abc import Mapping
 
 from serving.errors import BadRequest
-from store.contract import id_violation, normalize_id
+from store.contract import EVENT_TYPES, NAME_PATTERN, id_violation, normalize_id
+from store.events import Event
+from store.experiments import RecId
 
 _DIGITS = re.compile(r"^[0-9]{1,9}$")
 
@@ -31,3 +35,86 @@ def checked_id(value: str, name: str) -> str:
     if violation:
         raise BadRequest(f"{name} {violation}")
     return value
+
+
+# Year 3000 in epoch seconds, as prepare's limit: later values are milliseconds read as seconds.
+MAX_EPOCH_SECONDS = 32_503_680_000
+EVENT_FIELDS = ("user_id", "item_id", "type", "rec_id", "variant", "ts")
+
+
+def checked_name(value: str, name: str) -> str:
+    """An experiment or variant name from the request, if it can be one."""
+    if not NAME_PATTERN.match(value):
+        raise BadRequest(f"{name} must be 1 to 32 letters, digits, '_' or '-', got {value[:40]!r}")
+    return value
+
+
+def parse_events(body: object, max_batch: int) -> list[Event]:
+    """Events from a request body: one event object, or an array of 1 to ``max_batch`` of them.
+    A bad one is refused with a message naming it and its field."""
+    if isinstance(body, dict):
+        return [_event(body, "event")]
+    if not isinstance(body, list) or not body:
+        raise BadRequest("the body must be an event object or a non-empty array of event objects")
+    if len(body) > max_batch:
+        raise BadRequest(f"a batch holds at most {max_batch} events, got {len(body)}")
+    return [_event(item, f"events[{index}]") for index, item in enumerate(body)]
+
+
+def _event(item: object, where: str) -> Event:
+    if not isinstance(item, dict):
+        raise BadRequest(f"{where} must be an object")
+    unknown = sorted(set(item) - set(EVENT_FIELDS))
+    if unknown:
+        raise BadRequest(f"{where}.{unknown[0]} is not an event field; the fields are {', '.join(EVENT_FIELDS)}")
+    ids = {field: _event_id(item, field, where) for field in ("user_id", "item_id")}
+    kind = item.get("type")
+    if kind not in EVENT_TYPES:
+        raise BadRequest(f"{where}.type must be one of {', '.join(EVENT_TYPES)}, got {str(kind)[:40]!r}")
+    return Event(**ids, type=kind, ts=_event_ts(item.get("ts"), where), rec_id=_event_rec_id(item.get("rec_id"), where),
+                 variant=_event_variant(item.get("variant"), where))  # fmt: skip
+
+
+def _event_id(item: dict, field: str, where: str) -> str:
+    value = item.get(field)
+    if not isinstance(value, str):
+        raise BadRequest(f"{where}.{field} is required and must be a string")
+    return checked_id(value, f"{where}.{field}")
+
+
+def _event_ts(value: object, where: str) -> float | None:
+    """Epoch seconds (a number) or ISO-8601 text with a time zone; None when absent."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise BadRequest(f"{where}.ts must be epoch seconds or ISO-8601 text")
+    if isinstance(value, str):
+        try:
+            moment = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise BadRequest(f"{where}.ts is not ISO-8601: {value[:40]!r}") from None
+        if moment.tzinfo is None:
+            raise BadRequest(f"{where}.ts must name its time zone, e.g. 2026-11-29T10:00:00Z")
+        value = moment.timestamp()
+    if not math.isfinite(value) or not 0 <= value < MAX_EPOCH_SECONDS:
+        raise BadRequest(f"{where}.ts must be epoch seconds between 1970 and 3000, got {value!r}")
+    return float(value)
+
+
+def _event_rec_id(value: object, where: str) -> RecId | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{where}.rec_id must be a string")
+    try:
+        return RecId.parse(value)
+    except ValueError as exc:
+        raise BadRequest(f"{where}.rec_id {exc}") from None
+
+
+def _event_variant(value: object, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{where}.variant must be a string")
+    return checked_name(value, f"{where}.variant")

@@ -35,7 +35,9 @@ def status(client, keys: KeyLayout) -> dict:
                 "run_id": run_id,
                 "status": meta.get("status", "incomplete"),
                 "published_at": meta.get("published_at"),
-                "users": meta.get("counts", {}).get("users"),
+                "user_lists": meta.get("counts", {}).get("user_lists"),
+                "variants": meta.get("variants"),
+                "experiment": (meta.get("experiment") or {}).get("name"),
             }
         )
     return {"current": current_run(client, keys), "runs": runs}

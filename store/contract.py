@@ -1,23 +1,30 @@
-"""The Redis store contract, version 1: key layout, value encoding and id rules.
+"""The Redis store contract, version 2: key layout, value encoding and id rules.
 
 The writer (store.writer, driven by the publish job) and the reader (store.reader, inside the
 API) both import this module, and nothing else decides what a key looks like.
 docs/store-contract.md is the same contract in prose. Standard library only: Spark executors
 and the config loader import it.
 
-Keys, for key prefix P (``recs`` by default) and run id R:
+Keys, for key prefix P (``recs`` by default), run id R, variant V and experiment X:
 
     {P}:current                  string   id of the current run (the pointer readers follow)
     {P}:runs                     zset     run ids known to the store, score 0, ordered by id
     {P}:lock:publish             string   publisher lock token (with a TTL)
     P:run:R:meta                 string   JSON run metadata (see RUN_META_FIELDS below)
-    P:run:R:user:<user_id>       string   JSON top-N list for one user
+    P:run:R:user:V:<user_id>     string   JSON top-N list for one user in variant V
     P:run:R:popular:all          string   JSON popular list (unknown-user fallback)
     P:run:R:popular:category:<c> string   JSON popular list of one category
+    {P:events}:stream            stream   every accepted event
+    {P:events}:trimmed_before    string   stream id below which entries were exported and trimmed
+    {P:events}:exp:X:definition  string   JSON experiment definition as last published
+    {P:events}:exp:X:counts      hash     "<V>:<event type>" -> count of counted events
+    {P:events}:exp:X:assigned:V  set      users who were served variant V
+    {P:events}:exp:X:exposed:V   set      users with an impression counted for variant V
 
 The three control keys share the ``{P}`` hash tag, so on Redis Cluster they sit in one slot
-and the pointer switch can be a single script. Per-run keys carry no hash tag and spread
-over the cluster.
+and the pointer switch can be a single script. The event keys share ``{P:events}``, so an
+event and its counters are written in one transaction. Per-run keys carry no hash tag and
+spread over the cluster.
 """
 
 from __future__ import annotations
@@ -26,8 +33,13 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2
 MAX_ID_LENGTH = 256
+# The variant of a run without an experiment.
+DEFAULT_VARIANT = "default"
+EVENT_TYPES = ("impression", "click", "conversion")
+# Experiment and variant names: they appear in keys, so no colons or braces.
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 # ASCII control characters: refused in ids by the API and quarantined by prepare.
 # Written so that Python's re and Java's regex read it the same way.
 ID_FORBIDDEN_CHARS = r"[\x00-\x1f\x7f]"
@@ -66,6 +78,13 @@ def glob_escape(text: str) -> str:
     return _GLOB_SPECIAL.sub(r"\\\1", text)
 
 
+def check_name(name: str) -> str:
+    """Return an experiment or variant name if it can appear in keys, else raise ValueError."""
+    if not NAME_PATTERN.match(name or ""):
+        raise ValueError(f"invalid name {name!r}: letters, digits, '_' or '-', at most 32")
+    return name
+
+
 def check_key_prefix(prefix: str) -> str:
     """Return prefix if it can start keys (not empty, no braces or colons), else raise ValueError."""
     if not prefix or "{" in prefix or "}" in prefix or ":" in prefix:
@@ -98,8 +117,8 @@ class KeyLayout:
     def meta(self, run_id: str) -> str:
         return f"{self.run_namespace(run_id)}:meta"
 
-    def user_recs(self, run_id: str, user_id: str) -> str:
-        return f"{self.run_namespace(run_id)}:user:{user_id}"
+    def user_recs(self, run_id: str, variant: str, user_id: str) -> str:
+        return f"{self.run_namespace(run_id)}:user:{check_name(variant)}:{user_id}"
 
     def popular(self, run_id: str, category: str | None = None) -> str:
         if category is None:
@@ -111,8 +130,21 @@ class KeyLayout:
         return glob_escape(self.run_namespace(run_id)) + ":*"
 
     def user_pattern(self, run_id: str) -> str:
-        """SCAN pattern matching the per-user keys of one run."""
+        """SCAN pattern matching the per-user keys of one run, every variant."""
         return glob_escape(self.run_namespace(run_id)) + ":user:*"
+
+    @property
+    def events_stream(self) -> str:
+        return f"{{{self.prefix}:events}}:stream"
+
+    @property
+    def events_trimmed_before(self) -> str:
+        return f"{{{self.prefix}:events}}:trimmed_before"
+
+    def experiment(self, name: str, part: str, variant: str | None = None) -> str:
+        """An experiment's keys: ``definition``, ``counts``, and per variant ``assigned`` and ``exposed``."""
+        key = f"{{{self.prefix}:events}}:exp:{check_name(name)}:{part}"
+        return key if variant is None else f"{key}:{check_name(variant)}"
 
 
 def encode_items(items: Iterable[tuple[str, float]]) -> bytes:
@@ -131,7 +163,8 @@ def decode_items(raw: bytes | str) -> list[tuple[str, float]]:
     return [(item_id, float(score)) for item_id, score in value]
 
 
-# Fields every run's meta document carries; publishers may add more.
+# Fields every run's meta document carries; publishers may add more. ``variants`` lists the
+# variants with per-user lists; ``experiment`` is the experiment they belong to, or null.
 RUN_META_FIELDS = (
     "contract_version",
     "run_id",
@@ -141,6 +174,8 @@ RUN_META_FIELDS = (
     "counts",
     "metrics",
     "categories",
+    "variants",
+    "experiment",
 )
 
 

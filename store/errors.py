@@ -24,3 +24,7 @@ class UnknownCategory(StoreError):
 
 class PublishRefused(StoreError):
     """The store refused a publish, rollback or prune; the message says why."""
+
+
+class UnknownVariant(StoreError):
+    """The current run has no lists for the variant asked for."""

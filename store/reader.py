@@ -23,11 +23,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from store.connection import connect, reader_settings, redis_address
 from store.contract import KeyLayout, decode_items, decode_meta
-from store.errors import NoCurrentRun, StoreDataError, StoreError, StoreUnavailable, UnknownCategory
+from store.errors import NoCurrentRun, StoreDataError, StoreError, StoreUnavailable, UnknownCategory, UnknownVariant
+from store.experiments import variant_or_default
 from store.fallback_file import FallbackFile
 from store.snapshot import RunSnapshot
 
@@ -40,11 +41,15 @@ DOWN_MODE_FALLBACK = "fallback"
 
 @dataclass(frozen=True)
 class Answer:
-    """A list to serve: the run it came from, where in that run (``source``), and its items."""
+    """A list to serve: the run it came from, where in that run (``source``), its items, and
+    for a user's list the experiment and variant it belongs to and whether that was forced."""
 
     run_id: str
     source: str
     items: RankedList
+    experiment: str | None = None
+    variant: str | None = None
+    forced: bool = False
 
 
 class StoreReader:
@@ -93,15 +98,35 @@ class StoreReader:
             fallback_file=fallback,
         )
 
-    def recommendations(self, user_id: str) -> Answer:
-        """A user's list: personalized if the current run knows the user, else its popular list."""
+    def recommendations(self, user_id: str, forced_variant: str | None = None) -> Answer:
+        """A user's list in their variant (or ``forced_variant``, for QA): personalized if the
+        current run knows the user, else its popular list. With an experiment running, the
+        same round trip records that the user was served their variant."""
         snapshot = self.current()
+        assignment = snapshot.assignment
+        if forced_variant is not None and forced_variant not in snapshot.variants:
+            variants = ", ".join(snapshot.variants)
+            raise UnknownVariant(
+                f"variant {forced_variant!r} is not in run {snapshot.run_id}; its variants are {variants}"
+            )
+        variant = forced_variant or variant_or_default(assignment, user_id)
+        key = self._keys.user_recs(snapshot.run_id, variant, user_id)
+
+        def fetch():
+            if assignment is None or forced_variant is not None:
+                return self._client().get(key)
+            pipe = self._client().pipeline(transaction=False)
+            pipe.get(key)
+            pipe.sadd(self._keys.experiment(assignment.name, "assigned", variant), user_id)
+            return pipe.execute()[0]
 
         def lookup() -> tuple[RankedList, str]:
-            items = self._ranked(self._call(lambda: self._client().get(self._keys.user_recs(snapshot.run_id, user_id))))
+            items = self._ranked(self._call(fetch))
             return (items, PERSONALIZED) if items is not None else (snapshot.popular, POPULAR)
 
-        return self._answer_or_fallback(snapshot, lookup)
+        answer = self._answer_or_fallback(snapshot, lookup)
+        experiment = assignment.name if assignment else None
+        return replace(answer, experiment=experiment, variant=variant, forced=forced_variant is not None)
 
     def popular(self, category: str | None = None) -> Answer:
         """The overall popular list (from memory), or one category's (one GET; no fallback)."""
@@ -180,6 +205,10 @@ class StoreReader:
                     self._fallback_file.write(self._snapshot)
                 log.info("serving run %s", run_id)
             return self._snapshot
+
+    def client(self):
+        """The reader's Redis client (one pool per app), for other writers of the same store."""
+        return self._client()
 
     def ping(self) -> bool:
         """Whether Redis answers right now (always a real round trip)."""

@@ -12,13 +12,15 @@ anything that has the lists in hand.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from store.contract import CONTRACT_VERSION, KeyLayout, check_run_id, encode_items, encode_meta
+from store.contract import CONTRACT_VERSION, DEFAULT_VARIANT, KeyLayout, check_run_id, encode_items, encode_meta
 from store.errors import PublishRefused
+from store.experiments import published_experiment
 from store.lock import publish_lock, renew_publish_lock
 from store.registry import complete_runs, count_user_keys, current_run, known_runs, read_run_meta, text
 
@@ -61,11 +63,12 @@ class PublishPolicy:
 
 @dataclass(frozen=True)
 class LoadedRun:
-    """What a load callable reports: the users the run has (verification expects one key
-    each), the user keys it wrote, the run's popular lists for the writer to store, and how
-    long writing the keys took, when it can tell that apart from reading its input."""
+    """What a load callable reports: the user lists the run has (one per user and variant;
+    verification expects one key each), the user keys it wrote, the run's popular lists for the
+    writer to store, and how long writing the keys took, when it can tell that apart from
+    reading its input."""
 
-    users: int
+    user_lists: int
     keys_written: int
     popular: PopularLists
     write_seconds: float | None = None
@@ -105,24 +108,29 @@ def publish_run(
             )
         loaded = _retained(client, keys, run_id) if rollback else None
         if loaded is None:
-            loaded = _load_verified(client, keys, policy, manifest, load, now)
+            current_meta = read_run_meta(client, keys, current) if current else None
+            experiment = published_experiment(manifest.get("experiment"), (current_meta or {}).get("experiment"))
+            loaded = _load_verified(client, keys, policy, manifest, experiment, load, now)
         renew_publish_lock(lock)
         replaced = promote(client, keys, run_id, lock, allow_older=rollback)
+        record_experiment_definition(client, keys, read_run_meta(client, keys, run_id))
         pruned = prune(client, keys, policy.keep_runs, policy.batch_size, also_keep=(replaced,))
     log.info("published run %s (replacing %s): %s; pruned %s", run_id, replaced, loaded, pruned or "nothing")
     return {"status": "published", "run_id": run_id, "replaced_run_id": replaced, **loaded, "pruned_runs": pruned}
 
 
 def _retained(client, keys: KeyLayout, run_id: str) -> dict | None:
-    """For a run still complete in the store (a rollback then needs no reload): its user count."""
+    """For a run still complete in the store (a rollback then needs no reload): its list count."""
     meta = read_run_meta(client, keys, run_id)
     if not meta or meta.get("status") != "complete":
         return None
-    users = meta["counts"]["users"]
-    return {"users": users, "reused": True} if why_not_servable(client, keys, run_id, users) is None else None
+    lists = meta["counts"]["user_lists"]
+    return {"user_lists": lists, "reused": True} if why_not_servable(client, keys, run_id, lists) is None else None
 
 
-def _load_verified(client, keys: KeyLayout, policy: PublishPolicy, manifest: dict, load: RunLoader, now) -> dict:
+def _load_verified(
+    client, keys: KeyLayout, policy: PublishPolicy, manifest: dict, experiment: dict | None, load: RunLoader, now
+) -> dict:
     """Register, load and verify every key of the run, then mark it complete; a run that fails
     verification is removed again and never becomes current."""
     run_id = manifest["run_id"]
@@ -132,15 +140,16 @@ def _load_verified(client, keys: KeyLayout, policy: PublishPolicy, manifest: dic
     loaded = load(run_id)
     load_seconds = time.monotonic() - started
     write_popular(client, keys, run_id, loaded.popular)
-    problem = why_not_servable(client, keys, run_id, loaded.users)
+    problem = why_not_servable(client, keys, run_id, loaded.user_lists)
     if problem:
         delete_run(client, keys, run_id, policy.batch_size)
         raise PublishRefused(f"{problem}; the run was removed and the current run is unchanged")
     # Only a verified run is marked complete: retention and rollback trust this status.
-    write_meta(client, keys, run_id, build_run_meta(manifest, loaded.users, loaded.popular, now()))
+    meta = build_run_meta(manifest, loaded.user_lists, loaded.popular, now(), experiment)
+    write_meta(client, keys, run_id, meta)
     write_seconds = load_seconds if loaded.write_seconds is None else loaded.write_seconds
     return {
-        "users": loaded.users,
+        "user_lists": loaded.user_lists,
         "keys_written": loaded.keys_written,
         "load_seconds": round(load_seconds, 3),
         "write_seconds": round(write_seconds, 3),
@@ -148,8 +157,11 @@ def _load_verified(client, keys: KeyLayout, policy: PublishPolicy, manifest: dic
     }
 
 
-def build_run_meta(manifest: dict, users: int, popular: PopularLists, published_at: dt.datetime) -> dict:
-    """The run's meta document in the store, from its manifest and what was loaded."""
+def build_run_meta(
+    manifest: dict, user_lists: int, popular: PopularLists, published_at: dt.datetime, experiment: dict | None
+) -> dict:
+    """The run's meta document in the store, from its manifest, what was loaded, and the
+    experiment with its bucket allocation (published_experiment), if the run has one."""
     return {
         "contract_version": CONTRACT_VERSION,
         "run_id": manifest["run_id"],
@@ -157,16 +169,30 @@ def build_run_meta(manifest: dict, users: int, popular: PopularLists, published_
         "published_at": published_at.astimezone(dt.UTC).isoformat(timespec="seconds"),
         "status": "complete",
         "code_version": manifest.get("code_version"),
-        "counts": {"users": users, "popular_items": len(popular.get(None, [])), "categories": len(popular) - 1},
-        "metrics": {name: manifest.get("metrics", {}).get(name) for name in ("k", "als", "popularity")},
+        "counts": {
+            "user_lists": user_lists,
+            "popular_items": len(popular.get(None, [])),
+            "categories": len(popular) - 1,
+        },
+        "metrics": {name: manifest.get("metrics", {}).get(name) for name in ("k", "als", "popularity", "variants")},
         "categories": sorted(category for category in popular if category is not None),
+        "variants": list(manifest.get("variants") or [DEFAULT_VARIANT]),
+        "experiment": experiment,
     }
 
 
-def user_list_writes(rows: Iterable[tuple[str, RankedList]], keys: KeyLayout, run_id: str):
-    """(key, value) pairs for per-user lists, encoded by the contract."""
-    for user_id, items in rows:
-        yield keys.user_recs(run_id, user_id), encode_items(items)
+def record_experiment_definition(client, keys: KeyLayout, meta: dict | None) -> None:
+    """Keep the current run's experiment definition next to its counters, for the statistics."""
+    experiment = (meta or {}).get("experiment")
+    if experiment:
+        definition = {field: experiment[field] for field in ("name", "salt", "control", "shares")}
+        client.set(keys.experiment(experiment["name"], "definition"), json.dumps(definition, sort_keys=True))
+
+
+def user_list_writes(rows: Iterable[tuple[str, str, RankedList]], keys: KeyLayout, run_id: str):
+    """(key, value) pairs for per-user lists given as (variant, user_id, items), encoded by the contract."""
+    for variant, user_id, items in rows:
+        yield keys.user_recs(run_id, variant, user_id), encode_items(items)
 
 
 def register_run(client, keys: KeyLayout, run_id: str) -> None:
@@ -187,11 +213,11 @@ def write_meta(client, keys: KeyLayout, run_id: str, meta: dict) -> None:
     client.set(keys.meta(run_id), encode_meta(meta))
 
 
-def why_not_servable(client, keys: KeyLayout, run_id: str, users: int) -> str | None:
-    """Why a loaded run must not become current (wrong user count, no popular list), or None."""
+def why_not_servable(client, keys: KeyLayout, run_id: str, user_lists: int) -> str | None:
+    """Why a loaded run must not become current (wrong user key count, no popular list), or None."""
     loaded = count_user_keys(client, keys, run_id)
-    if loaded != users:
-        return f"Redis holds {loaded} user keys for run {run_id} but the run has {users} users"
+    if loaded != user_lists:
+        return f"Redis holds {loaded} user keys for run {run_id} but the run has {user_lists} user lists"
     if not client.exists(keys.popular(run_id)):
         return f"run {run_id} has no overall popular list"
     return None

@@ -85,6 +85,29 @@ def redis_client(redis_server):
     client.close()
 
 
+@pytest.fixture
+def app_config(redis_server, tmp_path):
+    """create_app overrides for API tests: the private Redis, a fast pointer refresh, a private fallback file."""
+    api = {"pointer_refresh_seconds": 0.05, "fallback_file": str(tmp_path / "fallback.json")}
+    return {"store": {"url": redis_server.url}, "api": api}
+
+
+@pytest.fixture
+def app(app_config, redis_client):
+    """The API app on a freshly emptied private Redis; its store reader is closed afterwards."""
+    from serving import create_app
+
+    app = create_app(app_config)
+    yield app
+    app.extensions["recs_store"].close()
+
+
+@pytest.fixture
+def client(app):
+    """Flask's test client: HTTP requests through the real app."""
+    return app.test_client()
+
+
 @pytest.fixture(scope="session")
 def base_config():
     """The repository's config, without any RECS_CONFIG or RECS__ variables of the caller."""

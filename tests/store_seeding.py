@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from store.contract import KeyLayout
+from store.contract import DEFAULT_VARIANT, KeyLayout
 from store.writer import LoadedRun, PublishPolicy, publish_run, user_list_writes
 
 SEEDING_POLICY = PublishPolicy(keep_runs=10, batch_size=500, lock_ttl_seconds=30)
@@ -20,17 +20,24 @@ def seed_run(
     categories: dict[str, list[tuple[str, float]]] | None = None,
     prefix: str = "recs",
     published_at: str = "2026-11-29T02:00:00+00:00",
+    experiment: dict | None = None,
+    variant_lists: dict[str, dict[str, list[tuple[str, float]]]] | None = None,
 ) -> dict:
-    """Publish one run and make it current, as the publish job would (older runs too)."""
+    """Publish one run and make it current, as the publish job would (older runs too).
+    ``users`` are the default variant's lists; with an ``experiment`` (name, salt, control,
+    shares), ``variant_lists`` holds each variant's lists instead."""
+    by_variant = variant_lists or {DEFAULT_VARIANT: users}
+    rows = [(variant, user, items) for variant, lists in by_variant.items() for user, items in lists.items()]
 
     def load(loading_run_id: str) -> LoadedRun:
         pipe = client.pipeline(transaction=False)
-        for key, value in user_list_writes(users.items(), KeyLayout(prefix), loading_run_id):
+        for key, value in user_list_writes(rows, KeyLayout(prefix), loading_run_id):
             pipe.set(key, value)
         pipe.execute()
-        return LoadedRun(len(users), len(users), {None: popular, **(categories or {})})
+        return LoadedRun(len(rows), len(rows), {None: popular, **(categories or {})})
 
-    manifest = {"run_id": run_id, "run_date": run_id[:10], "code_version": "test", "metrics": {}}
+    manifest = {"run_id": run_id, "run_date": run_id[:10], "code_version": "test", "metrics": {},
+                "variants": list(by_variant), "experiment": experiment}  # fmt: skip
     return publish_run(
         client, KeyLayout(prefix), SEEDING_POLICY, manifest, load, rollback=True,
         now=lambda: dt.datetime.fromisoformat(published_at),
@@ -51,10 +58,10 @@ def write_run_folder(spark, runs_root: str, run_date: str, run_id: str, tag: str
     from jobs.run_layout import RunLayout
 
     layout = RunLayout(runs_root, run_date)
-    rows = [(user, rank, item, score) for user, items in tagged_lists(tag, users, per_user).items()
+    rows = [(DEFAULT_VARIANT, user, rank, item, score) for user, items in tagged_lists(tag, users, per_user).items()
             for rank, (item, score) in enumerate(items, 1)]  # fmt: skip
-    schema = "user_id string, rank int, item_id string, score double"
-    spark.createDataFrame(rows, schema).write.mode("overwrite").parquet(layout.recommendations)
+    schema = "variant string, user_id string, rank int, item_id string, score double"
+    spark.createDataFrame(rows, schema).write.mode("overwrite").partitionBy("variant").parquet(layout.recommendations)
     popular = [("all", None, rank, f"{tag}-pop-{rank:02d}", float(100 - rank)) for rank in range(1, 11)]
     popular += [("category", "Drama", rank, f"{tag}-drama-{rank:02d}", float(50 - rank)) for rank in range(1, 4)]
     spark.createDataFrame(popular, "scope string, category string, rank int, item_id string, score double").write.mode(

@@ -11,6 +11,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
+from responses import NO_EXPERIMENT, without_rec_id
 from store_seeding import seed_run
 
 from serving import create_app
@@ -47,18 +48,6 @@ def app_config(redis_server, tmp_path):
 
 
 @pytest.fixture
-def app(app_config, redis_client):
-    app = create_app(app_config)
-    yield app
-    app.extensions["recs_store"].close()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
 def seeded(redis_client):
     seed_run(redis_client, RUN_A, USERS, POPULAR, CATEGORIES)
 
@@ -74,10 +63,11 @@ def test_openapi_document_is_valid_and_served(client):
 def test_known_user_gets_personalized_list(client, seeded):
     response = client.get("/v1/recommendations/alice?n=3")
     assert response.status_code == 200
-    assert response.get_json() == {
+    assert without_rec_id(response.get_json()) == {
         "user_id": "alice",
         "run_id": RUN_A,
         "source": "personalized",
+        **NO_EXPERIMENT,
         "items": [{"item_id": "i1", "score": 0.9, "rank": 1}, {"item_id": "i2", "score": 0.8, "rank": 2},
                   {"item_id": "i3", "score": 0.7, "rank": 3}],
     }  # fmt: skip
@@ -100,10 +90,11 @@ def test_ids_are_compared_without_surrounding_spaces(client, seeded):
 
 def test_unknown_user_gets_the_popular_list(client, seeded):
     response = client.get("/v1/recommendations/nobody")
-    assert response.get_json() == {
+    assert without_rec_id(response.get_json()) == {
         "user_id": "nobody",
         "run_id": RUN_A,
         "source": "popular",
+        **NO_EXPERIMENT,
         "items": [{"item_id": "p0", "score": 100.0, "rank": 1}, {"item_id": "p1", "score": 99.0, "rank": 2}],
     }
     assert_matches_openapi(response, "/v1/recommendations/{user_id}")
@@ -190,7 +181,7 @@ def test_ready_reports_run_and_age(client, seeded):
 
 
 def test_corrupt_stored_value_is_a_json_500_without_internals(client, seeded, redis_client):
-    redis_client.set(KeyLayout("recs").user_recs(RUN_A, "alice"), b"\x80not json")
+    redis_client.set(KeyLayout("recs").user_recs(RUN_A, "default", "alice"), b"\x80not json")
     response = client.get("/v1/recommendations/alice")
     assert response.status_code == 500
     assert response.get_json() == {"error": "store_data_error", "detail": "stored data is invalid"}
@@ -231,7 +222,7 @@ def test_a_worker_started_during_an_outage_answers_from_the_fallback_file(own_re
     try:
         client = late.test_client()
         body = client.get("/v1/recommendations/alice?n=2").get_json()
-        assert body == {"user_id": "alice", "run_id": RUN_A, "source": "fallback",
+        assert without_rec_id(body) == {"user_id": "alice", "run_id": RUN_A, "source": "fallback", **NO_EXPERIMENT,
                         "items": [{"item_id": "p0", "score": 100.0, "rank": 1},
                                   {"item_id": "p1", "score": 99.0, "rank": 2}]}  # fmt: skip
         assert client.get("/v1/popular?n=1").get_json()["source"] == "fallback"

@@ -65,6 +65,7 @@ def test_one_task_per_stage_submitting_its_job_through_the_configured_connection
 def test_task_edges_follow_the_stage_table(dag):
     downstream = {task.task_id: set(task.downstream_task_ids) for task in dag.tasks}
     assert downstream == {
+        "export_events": {"prepare"},
         "prepare": {"train", "evaluate"},
         "train": {"recommend"},
         "evaluate": {"finalize"},

@@ -96,7 +96,7 @@ def recommendations(dag_run):
 
 def test_recommendations_parquet_schema(spark, dag_run):
     schema = spark.read.parquet(str(dag_run["run_dir"] / "recommendations")).schema.simpleString()
-    assert schema == "struct<user_id:string,rank:int,item_id:string,score:double>"
+    assert schema == "struct<user_id:string,rank:int,item_id:string,score:double,variant:string>"
     popular = spark.read.parquet(str(dag_run["run_dir"] / "popular")).schema.simpleString()
     assert popular == "struct<scope:string,category:string,rank:int,item_id:string,score:double>"
 
@@ -141,7 +141,8 @@ def test_als_beats_popularity_on_ndcg_on_the_same_holdout(dag_run):
 def test_manifest_is_complete(dag_run):
     manifest = dag_run["manifest"]
     assert manifest["run_id"].startswith(f"{RUN_DATE}_")
-    assert set(manifest["timings_seconds"]) == {"prepare", "train", "evaluate", "recommend"}
+    assert set(manifest["timings_seconds"]) == {"export_events", "prepare", "train", "evaluate", "recommend"}
+    assert manifest["variants"] == ["default"] and manifest["experiment"] is None
     assert manifest["config"]["input"]["format"] == "tsv"
     assert manifest["config"]["train"]["max_iter"] == 16
     assert manifest["counts"]["output"]["users"] == manifest["counts"]["prepared"]["users"]
@@ -189,3 +190,40 @@ def test_rerun_of_stages_through_the_cli_replaces_the_run(dag_run, recommendatio
 
     current = redis.Redis.from_url(dag_run["env"]["RECS__STORE__URL"]).get(KeyLayout("recs").current)
     assert current.decode() == manifest["run_id"], "the re-run of the same date was published over the old one"
+
+
+def test_events_posted_to_the_api_become_interactions_of_the_next_run(dag_run, recommendations, redis_server):
+    """The feedback loop: events through the API, exported by the DAG's task, read by prepare."""
+    import datetime as dt
+
+    import redis
+
+    from serving import create_app
+
+    user = sorted(recommendations["user_id"].unique())[0]
+    app = create_app({"store": {"url": redis_server.url}, "api": {"fallback_file": None}})
+    try:
+        client = app.test_client()
+        rec_id = client.get(f"/v1/recommendations/{user}").get_json()["rec_id"]
+        events = [{"user_id": user, "item_id": "item_from_events", "type": kind, "rec_id": rec_id}
+                  for kind in ("impression", "click", "conversion")]  # fmt: skip
+        events.append({"user_id": "user_from_events", "item_id": "item_from_events", "type": "click"})
+        assert client.post("/v1/events", json=events).status_code == 202
+    finally:
+        app.extensions["recs_store"].close()
+    seconds, _ = redis.Redis.from_url(redis_server.url).time()
+    next_run = (dt.datetime.fromtimestamp(seconds, dt.UTC).date() + dt.timedelta(days=1)).isoformat()
+    airflow = str(Path(sys.executable).parent / "airflow")
+    tmp, env = dag_run["tmp"], dag_run["env"]
+    run_logged([airflow, "tasks", "test", "nightly_recommendations", "export_events", next_run], env,
+               tmp / "export.log", timeout=600)  # fmt: skip
+    export = json.loads((tmp / "runs" / next_run / "events" / "export.json").read_text())
+    assert (export["rows"], export["by_type"]) == (4, {"click": 2, "conversion": 1, "impression": 1})
+    command = [sys.executable, "-m", "jobs.pipeline", "--run-date", next_run, "--stages", "prepare"]
+    run_logged(command, env, tmp / "next-prepare.log", timeout=600)
+    prepared = tmp / "runs" / next_run / "prepared"
+    users, items = pd.read_parquet(prepared / "users"), pd.read_parquet(prepared / "items")
+    interactions = pd.read_parquet(prepared / "interactions")
+    item_idx = items.loc[items["item_id"] == "item_from_events", "item_idx"].item()
+    weights = interactions[interactions["item_idx"] == item_idx].merge(users, on="user_idx")
+    assert dict(zip(weights["user_id"], weights["weight"], strict=True)) == {user: 6.0, "user_from_events": 1.0}

@@ -45,10 +45,14 @@ def test_ranked_rows_map_back_to_string_ids(spark):
     users = spark.createDataFrame([("alice", 0), ("9007199254740993", 1)], "user_id string, user_idx int")
     items = spark.createDataFrame([("sku:a", 0), ("sku:b", 1)], "item_id string, item_idx int")
     expected = spark.createDataFrame(
-        [("alice", 1, "sku:b", 0.9), ("alice", 2, "sku:a", 0.5), ("9007199254740993", 1, "sku:a", 0.7)],
-        "user_id string, rank int, item_id string, score double",
+        [
+            ("v1", "alice", 1, "sku:b", 0.9),
+            ("v1", "alice", 2, "sku:a", 0.5),
+            ("v1", "9007199254740993", 1, "sku:a", 0.7),
+        ],
+        "variant string, user_id string, rank int, item_id string, score double",
     )
-    assertDataFrameEqual(ranked_rows(top, users, items), expected, rtol=1e-6)
+    assertDataFrameEqual(ranked_rows(top, users, items, "v1"), expected, rtol=1e-6)
 
 
 @pytest.fixture

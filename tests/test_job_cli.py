@@ -96,3 +96,15 @@ def test_the_api_server_refuses_a_config_typo_before_it_starts(tmp_path):
     assert result.stderr.strip() == (
         "recs-api refused: config error: unknown setting 'api.max_m' [from environment variable RECS__API__MAX_M]"
     )
+
+
+def test_a_bad_experiment_is_refused_before_spark_starts(tmp_path):
+    (tmp_path / "ab.yaml").write_text(
+        "experiments:\n  ranking:\n    salt: s\n    control: als\n"
+        "    variants:\n      als: {share: 0.5}\n      popular: {share: 0.4, model: popularity}\n"
+    )
+    line = one_line(run_module("jobs.pipeline", "--run-date", "2026-11-29", "--config", str(tmp_path / "ab.yaml")))
+    assert line.endswith(
+        f"pipeline refused: config error: experiments.ranking.variants: variant shares must sum to 1, they sum to 0.9 "
+        f"[from config file {tmp_path / 'ab.yaml'}]"
+    )

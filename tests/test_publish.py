@@ -53,16 +53,18 @@ def test_publish_loads_every_user_and_switches_the_pointer(spark, cfg, redis_cli
     layout = make_run(spark, cfg, 0)
     report = publish.run(spark, cfg, layout)
     run_id = RUNS[0][1]
-    assert report["status"] == "published" and report["users"] == report["keys_written"] == 40
+    assert report["status"] == "published" and report["user_lists"] == report["keys_written"] == 40
     assert redis_client.get(KEYS.current).decode() == run_id
     assert user_keys(redis_client, run_id) == 40
     expected = tagged_lists("a", 40, 5)["user_0007"]
-    assert decode_items(redis_client.get(KEYS.user_recs(run_id, "user_0007"))) == expected
+    assert decode_items(redis_client.get(KEYS.user_recs(run_id, "default", "user_0007"))) == expected
     assert [item for item, _ in decode_items(redis_client.get(KEYS.popular(run_id)))][:2] == ["a-pop-01", "a-pop-02"]
     assert decode_items(redis_client.get(KEYS.popular(run_id, "Drama")))[0][0] == "a-drama-01"
     meta = decode_meta(redis_client.get(KEYS.meta(run_id)))
-    assert meta["status"] == "complete" and meta["counts"]["users"] == 40 and meta["categories"] == ["Drama"]
-    assert redis_client.ttl(KEYS.current) == -1 and redis_client.ttl(KEYS.user_recs(run_id, "user_0007")) == -1
+    assert meta["status"] == "complete" and meta["counts"]["user_lists"] == 40 and meta["categories"] == ["Drama"]
+    assert (
+        redis_client.ttl(KEYS.current) == -1 and redis_client.ttl(KEYS.user_recs(run_id, "default", "user_0007")) == -1
+    )
     assert not redis_client.exists(KEYS.publish_lock), "lock released"
 
 
@@ -122,7 +124,7 @@ def test_a_short_load_is_not_made_current_and_is_removed(spark, cfg, redis_clien
         return real_load(lists.limit(30), *args)  # a writer that silently drops users
 
     monkeypatch.setattr(publish, "load_user_lists", lossy_load)
-    with pytest.raises(PublishRefused, match="holds 30 user keys .* but the run has 40 users"):
+    with pytest.raises(PublishRefused, match="holds 30 user keys .* but the run has 40 user lists"):
         publish.run(spark, cfg, make_run(spark, cfg, 1))
     assert redis_client.get(KEYS.current).decode() == RUNS[0][1]
     assert user_keys(redis_client, RUNS[1][1]) == 0, "the half-loaded run was removed"

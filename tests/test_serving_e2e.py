@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 import requests
+from responses import NO_EXPERIMENT, without_rec_id
 from store_seeding import seed_run, write_run_folder
 
 from conf import with_overrides
@@ -122,9 +123,12 @@ def test_redis_outage_answers_from_fallback_and_recovers(own_redis, tmp_path):
             response = requests.get(user_url, timeout=5)
             assert time.monotonic() - started < 1.0
             assert response.status_code == 200
-            assert response.json() == {"user_id": "known", "run_id": run_id, "source": "fallback",
-                                       "items": [{"item_id": "t24-pop-1", "score": 5.0, "rank": 1},
-                                                 {"item_id": "t24-pop-2", "score": 4.0, "rank": 2}]}  # fmt: skip
+            items = [
+                {"item_id": "t24-pop-1", "score": 5.0, "rank": 1},
+                {"item_id": "t24-pop-2", "score": 4.0, "rank": 2},
+            ]
+            expected = {"user_id": "known", "run_id": run_id, "source": "fallback", **NO_EXPERIMENT, "items": items}
+            assert without_rec_id(response.json()) == expected
         ready = requests.get(ready_url, timeout=5)
         assert ready.status_code == 503 and ready.json() == {"ready": False, "reason": "redis_unreachable"}
 
@@ -163,3 +167,38 @@ def test_unavailable_mode_answers_503_json_when_redis_is_down(own_redis, tmp_pat
                                    "detail": "the recommendation store is unavailable; try again shortly"}  # fmt: skip
     finally:
         server.stop()
+
+
+def test_accepted_events_survive_an_api_restart_and_a_redis_restart(own_redis, tmp_path):
+    import redis
+
+    from store.contract import KeyLayout
+
+    client = redis.Redis.from_url(own_redis.url)
+    shares = {"als": 0.5, "popular": 0.5}
+    lists = {v: {f"u{i}": [(f"{v}-item", 1.0)] for i in range(20)} for v in shares}
+    seed_run(client, RUNS[0][1], {}, [("t24-pop-1", 5.0)], variant_lists=lists,
+             experiment={"name": "ranking", "salt": "s", "control": "als", "shares": shares})  # fmt: skip
+    events = [{"user_id": f"u{i}", "item_id": f"t24-item-{i}", "type": kind} for i in range(20)
+              for kind in ("impression", "click")]  # fmt: skip
+    server = ApiServer(own_redis.url, tmp_path / "api.log", api={"workers": 2, "threads": 2})
+    server.start()
+    try:
+        for start in range(0, len(events), 8):
+            response = requests.post(f"{server.url}/v1/events", json=events[start : start + 8], timeout=5)
+            assert response.status_code == 202 and response.json() == {"accepted": len(events[start : start + 8])}
+        before = requests.get(f"{server.url}/v1/experiments/ranking", timeout=5).json()
+    finally:
+        server.stop()
+    own_redis.stop()  # Redis with appendonly yes, appendfsync always (the durability the README asks for)
+    own_redis.start()
+    server = ApiServer(own_redis.url, tmp_path / "api-again.log", api={"workers": 1})
+    server.start()
+    try:
+        after = requests.get(f"{server.url}/v1/experiments/ranking", timeout=5).json()
+    finally:
+        server.stop()
+    assert after == before
+    assert sum(row["impressions"] for row in after["variants"]) == 20
+    assert sum(row["clicks"] for row in after["variants"]) == 20
+    assert redis.Redis.from_url(own_redis.url).xlen(KeyLayout("recs").events_stream) == 40

@@ -6,18 +6,19 @@ from jobs.stages import BUILD, PIPELINE, STAGES, Stage, StageTable
 
 
 def test_the_pipeline_order_and_kinds():
-    assert PIPELINE.names == ("prepare", "train", "evaluate", "recommend", "finalize", "publish")
-    assert PIPELINE.build_stages == ("prepare", "train", "evaluate", "recommend")
+    assert PIPELINE.names == ("export_events", "prepare", "train", "evaluate", "recommend", "finalize", "publish")
+    assert PIPELINE.build_stages == ("export_events", "prepare", "train", "evaluate", "recommend")
 
 
 def test_rerunning_a_stage_makes_the_reports_of_its_readers_stale():
+    assert PIPELINE.stages_reading("export_events") == ["prepare", "train", "evaluate", "recommend"]
     assert PIPELINE.stages_reading("prepare") == ["train", "evaluate", "recommend"]
     assert PIPELINE.stages_reading("train") == ["recommend"]
     assert PIPELINE.stages_reading("evaluate") == []
 
 
 def test_adding_a_stage_is_one_entry():
-    similar = Stage("similar", "jobs.similar", BUILD, "item-to-item lists", reads=("item_factors",),
+    similar = Stage("similar", "jobs.similar", BUILD, "item-to-item lists", reads=("factors",),
                     writes={"similar": "similar"})  # fmt: skip
     publish = STAGES[-1]
     with_similar = (*STAGES[:-2], similar, STAGES[-2], Stage(publish.name, publish.module, publish.kind,
@@ -31,6 +32,6 @@ def test_adding_a_stage_is_one_entry():
 
 
 def test_an_output_written_by_two_stages_is_refused():
-    twice = Stage("again", "jobs.again", BUILD, "clash", writes={"model": "elsewhere"})
-    with pytest.raises(ValueError, match="output 'model' is written by two stages"):
+    twice = Stage("again", "jobs.again", BUILD, "clash", writes={"models": "elsewhere"})
+    with pytest.raises(ValueError, match="output .models. is written by two stages"):
         StageTable((*STAGES, twice))

@@ -21,13 +21,22 @@ from jobs.stages import PIPELINE
 
 
 def metrics_table(metrics: dict) -> list[str]:
-    """Lines comparing ALS and popularity metric by metric."""
+    """Lines comparing each variant with the popularity baseline, metric by metric; with one
+    ALS variant, its lift over popularity too."""
     k = metrics.get("k", "k")
-    lines = [f"    {'metric':<16}{'ALS':>10}{'popularity':>12}{'lift':>8}"]
+    variants = metrics.get("variants") or {"ALS": metrics["als"]}
+    if list(variants) == ["default"]:
+        variants = {"ALS": variants["default"]}
+    columns = {**variants, "popularity": metrics["popularity"]}
+    show_lift = len(variants) == 1
+    header = "".join(f"{name:>12}" for name in columns) + (f"{'lift':>8}" if show_lift else "")
+    lines = [f"    {'metric':<16}{header}"]
     for name in (*METRIC_NAMES, "coverage"):
-        als, pop = metrics["als"][name], metrics["popularity"][name]
-        lift = f"{als / pop:.2f}x" if pop else "-"
-        lines.append(f"    {name.replace('_k', f'_{k}'):<16}{als:>10.4f}{pop:>12.4f}{lift:>8}")
+        values = "".join(f"{column[name]:>12.4f}" for column in columns.values())
+        if show_lift:
+            first, baseline = next(iter(variants.values()))[name], metrics["popularity"][name]
+            values += f"{first / baseline:.2f}x".rjust(8) if baseline else f"{'-':>8}"
+        lines.append(f"    {name.replace('_k', f'_{k}'):<16}{values}")
     return lines
 
 
@@ -35,12 +44,14 @@ def sample_lists(recommendations: Path, users: int, per_user: int = 5) -> list[s
     """Lines showing the first users' top items (by user id order)."""
     import pyarrow.dataset as ds
 
-    table = ds.dataset(recommendations, format="parquet").to_table().to_pandas()
+    table = ds.dataset(recommendations, format="parquet", partitioning="hive").to_table().to_pandas()
     lines = []
     for user_id in sorted(table["user_id"].unique())[:users]:
-        rows = table[table["user_id"] == user_id].sort_values("rank").head(per_user)
-        shown = ", ".join(f"{row.item_id} ({row.score:.3f})" for row in rows.itertuples())
-        lines.append(f"    {user_id}: {shown}, ...")
+        for variant, rows in table[table["user_id"] == user_id].groupby("variant", observed=True):
+            shown = ", ".join(
+                f"{row.item_id} ({row.score:.3f})" for row in rows.sort_values("rank").head(per_user).itertuples()
+            )
+            lines.append(f"    {user_id} [{variant}]: {shown}, ...")
     return lines
 
 
@@ -54,7 +65,7 @@ def summary_lines(layout: RunLayout, users: int) -> list[str]:
     lines = [
         f"==> run {manifest['run_id']} (code {manifest['code_version']})",
         f"    recommendations: {layout.recommendations}  ({counts['output']['rows']} rows, "
-        f"{counts['output']['users']} users)",
+        f"{counts['output']['users']} users, variants {', '.join(manifest['variants'])})",
         f"    popular lists:   {layout.popular}",
         f"    input rows {counts['input']['rows_read']}, quarantined {counts['quarantine']['rows']} "
         f"{counts['quarantine']['by_reason']} -> {counts['quarantine']['path']}",
@@ -62,7 +73,11 @@ def summary_lines(layout: RunLayout, users: int) -> list[str]:
         "==> a few users' top items (score):",
         *sample_lists(Path(layout.recommendations), users),
     ]
-    if manifest["metrics"].get("als"):
+    if manifest.get("experiment"):
+        experiment = manifest["experiment"]
+        shares = ", ".join(f"{name} {share:.0%}" for name, share in experiment["shares"].items())
+        lines.append(f"==> experiment {experiment['name']}: control {experiment['control']}; {shares}")
+    if manifest["metrics"].get("variants"):
         split = manifest["metrics"]["split"]
         lines.append(f"==> evaluation on {split['users_evaluated']} users, holdout = {split['method']}:")
         lines += metrics_table(manifest["metrics"])

@@ -1,0 +1,116 @@
+"""A nightly run with an experiment, through the real stages: every variant trained, evaluated,
+recommended and published in one atomic step, and each user served their variant's list."""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+import pytest
+from responses import without_rec_id
+
+from conf import with_overrides
+from jobs import pipeline, storage
+from jobs.run_layout import RunLayout
+from serving import create_app
+from store.experiments import Assignment
+from tools import generate_data
+from tools.generate_data import GeneratorParams
+
+pytestmark = pytest.mark.slow
+
+RUN_DATE = "2026-11-29"
+PARAMS = GeneratorParams(users=120, items=150, interactions=4000, categories=5, seed=9, days=30, end_date=RUN_DATE)
+EXPERIMENT = {
+    "salt": "pipeline-test",
+    "control": "als",
+    "variants": {
+        "als": {"share": 0.4},
+        "als_small": {"share": 0.3, "train": {"rank": 4, "weight_transform": "none"}},
+        "popular": {"share": 0.3, "model": "popularity"},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def run(spark, tmp_path_factory, redis_server, base_config):
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+    tmp = tmp_path_factory.mktemp("experiment-run")
+    generate_data.generate(spark, PARAMS, str(tmp / "data"), "csv", header=True, iso=True, bad=0, partitions=2)
+    cfg = with_overrides(base_config, {
+        "paths": {"runs_root": str(tmp / "runs")},
+        "input": {"path": str(tmp / "data" / "interactions")},
+        "items": {"path": str(tmp / "data" / "items")},
+        "store": {"url": redis_server.url},
+        "train": {"rank": 8, "max_iter": 5, "num_user_blocks": 2, "num_item_blocks": 2},
+        "recommend": {"top_n": 5},
+        "experiments": {"ranking": EXPERIMENT},
+    })  # fmt: skip
+    layout = RunLayout.from_config(cfg, RUN_DATE)
+    pipeline.run_stages(spark, cfg, layout, argparse.Namespace(stages=list(pipeline.PIPELINE.names)))
+    return {"cfg": cfg, "layout": layout, "manifest": storage.read_json(spark, layout.manifest), "tmp": tmp}
+
+
+@pytest.fixture(scope="module")
+def lists(run):
+    return pd.read_parquet(run["layout"].recommendations)
+
+
+def test_every_variant_has_n_unseen_items_for_every_user(run, lists):
+    assert set(lists["variant"].astype(str)) == {"als", "als_small", "popular"}
+    per_list = lists.groupby(["variant", "user_id"], observed=True)["rank"].agg(["count", "max"])
+    assert (per_list["count"] == 5).all() and (per_list["max"] == 5).all()
+    assert lists.groupby("variant", observed=True)["user_id"].nunique().nunique() == 1, "every user in every variant"
+    parts = sorted((run["tmp"] / "data" / "interactions").glob("part-*.csv"))
+    seen = pd.concat([pd.read_csv(part, dtype=str) for part in parts])
+    assert len(seen) > 3000
+    clash = lists.merge(seen[["user_id", "item_id"]], on=["user_id", "item_id"])
+    assert clash.empty
+
+
+def test_variants_differ_and_the_popularity_variant_follows_popularity(lists):
+    by_variant = {v: group.sort_values(["user_id", "rank"]) for v, group in lists.groupby("variant", observed=True)}
+    assert not by_variant["als"]["item_id"].reset_index(drop=True).equals(
+        by_variant["popular"]["item_id"].reset_index(drop=True)
+    )
+    popular_scores = by_variant["popular"].groupby("user_id")["score"].apply(list)
+    assert all(scores == sorted(scores, reverse=True) for scores in popular_scores)
+    assert all(float(score).is_integer() for score in by_variant["popular"]["score"]), "distinct-user counts"
+
+
+def test_one_model_per_als_variant_and_metrics_per_variant(spark, run):
+    layout, manifest = run["layout"], run["manifest"]
+    assert storage.exists(spark, layout.variant_path("models", "als"))
+    assert storage.exists(spark, layout.variant_path("models", "als_small"))
+    assert not storage.exists(spark, layout.variant_path("models", "popular"))
+    assert manifest["variants"] == ["als", "als_small", "popular"]
+    assert manifest["experiment"] == {"name": "ranking", "salt": "pipeline-test", "control": "als",
+                                      "shares": {"als": 0.4, "als_small": 0.3, "popular": 0.3}}  # fmt: skip
+    metrics = manifest["metrics"]
+    assert set(metrics["variants"]) == {"als", "als_small", "popular"}
+    assert metrics["als"] == metrics["variants"]["als"]
+    assert metrics["variants"]["popular"]["ndcg_at_k"] == pytest.approx(metrics["popularity"]["ndcg_at_k"])
+    assert manifest["stages"]["train"]["variants"]["als_small"]["params"]["rank"] == 4
+
+
+def test_all_variants_are_published_together_and_each_user_is_served_their_own(run, lists, redis_server):
+    app = create_app({"store": {"url": redis_server.url}, "api": {"fallback_file": None}})
+    try:
+        client = app.test_client()
+        first = client.get("/v1/recommendations/nobody").get_json()
+        assert first["run_id"] == run["manifest"]["run_id"] and first["experiment"] == "ranking"
+        meta_experiment = app.extensions["recs_store"].current().meta["experiment"]
+        assignment = Assignment.from_meta(meta_experiment)
+        for user_id in sorted(lists["user_id"].unique())[:30]:
+            body = without_rec_id(client.get(f"/v1/recommendations/{user_id}?n=5").get_json())
+            variant = assignment.variant_for(user_id)
+            expected = lists[(lists["user_id"] == user_id) & (lists["variant"] == variant)].sort_values("rank")
+            assert body["variant"] == variant and body["source"] == "personalized"
+            assert [item["item_id"] for item in body["items"]] == list(expected["item_id"])
+        forced = client.get(f"/v1/recommendations/{user_id}?n=5&variant=popular").get_json()
+        expected = lists[(lists["user_id"] == user_id) & (lists["variant"] == "popular")].sort_values("rank")
+        assert [item["item_id"] for item in forced["items"]] == list(expected["item_id"])
+    finally:
+        app.extensions["recs_store"].close()
