@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
+from conf.redaction import redact_url
 from store.contract import DEFAULT_VARIANT, EVENT_TYPES, NAME_PATTERN, check_key_prefix
 
 INPUT_FORMATS = ("csv", "tsv", "parquet")
@@ -122,7 +123,8 @@ TrainOverrides = _all_optional(TrainSection, "TrainOverrides")
 
 
 class VariantSection(Section):
-    share: float = Field(gt=0, le=1)
+    # At least one bucket in 10,000.
+    share: float = Field(ge=0.0001, le=1)
     # als: ALS with the train section, changed by ``train``; popularity: the most popular unseen items.
     model: Literal[VARIANT_MODELS] = "als"
     train: TrainOverrides = Field(default_factory=TrainOverrides)
@@ -139,7 +141,7 @@ class ExperimentSection(Section):
     def _variants(cls, variants: dict[str, VariantSection]) -> dict[str, VariantSection]:
         if len(variants) < 2:
             raise ValueError("an experiment needs at least two variants")
-        bad = [name for name in variants if not NAME_PATTERN.match(name) or name == DEFAULT_VARIANT]
+        bad = [name for name in variants if not NAME_PATTERN.fullmatch(name) or name == DEFAULT_VARIANT]
         if bad:
             raise ValueError(
                 f"variant names must be letters, digits, '_' or '-' (at most 32), not {DEFAULT_VARIANT!r}: {bad}"
@@ -165,6 +167,8 @@ class EventsSection(Section):
     lookback_days: int = Field(ge=1)
     # Spark tasks that read one day of the stream in parallel, each a slice of the day.
     export_slices: int = Field(ge=1)
+    write_timeout_seconds: float = Positive
+    idempotency_ttl_seconds: int = Field(ge=1)
 
     @field_validator("weights")
     @classmethod
@@ -203,18 +207,13 @@ class StoreSection(Section):
     def _redis_url(cls, url: str) -> str:
         parts = urlsplit(url)
         if parts.scheme not in REDIS_SCHEMES or not (parts.hostname or parts.path):
-            raise ValueError(f"must be a redis://, rediss:// or unix:// URL, got {_without_password(url)!r}")
+            raise ValueError(f"must be a redis://, rediss:// or unix:// URL, got {redact_url(url)!r}")
         return url
 
     @field_validator("key_prefix")
     @classmethod
     def _key_prefix(cls, prefix: str) -> str:
         return check_key_prefix(prefix)
-
-
-def _without_password(url: str) -> str:
-    parts = urlsplit(url)
-    return url.replace(f":{parts.password}@", ":***@") if parts.password else url
 
 
 class PublishSection(Section):
@@ -292,7 +291,7 @@ class Config(Section):
     @field_validator("experiments")
     @classmethod
     def _experiments(cls, experiments: dict[str, ExperimentSection]) -> dict[str, ExperimentSection]:
-        bad = [name for name in experiments if not NAME_PATTERN.match(name)]
+        bad = [name for name in experiments if not NAME_PATTERN.fullmatch(name)]
         if bad:
             raise ValueError(f"experiment names must be letters, digits, '_' or '-' (at most 32): {bad}")
         enabled = [name for name, experiment in experiments.items() if experiment.enabled]

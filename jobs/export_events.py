@@ -128,7 +128,7 @@ def _text(value) -> str:
 def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
     """Export the day's events, trim what complete exports cover, write experiment reports."""
     if not cfg.events.enabled:
-        storage.delete(spark, layout.events)
+        # Left as it is: once trimmed from Redis, a day's export is the only copy of its events.
         return {"enabled": False}
     day = export_day(layout.run_date)
     keys, settings = KeyLayout(cfg.store.key_prefix), writer_settings(cfg.store, client_name="recs-export")
@@ -156,6 +156,7 @@ def _export(spark, client, keys: KeyLayout, settings: RedisSettings, layout: Run
             "restore that run folder's events/ from a copy"
         )
     redis_now_ms = _redis_now_ms(client)
+    storage.delete(spark, record)  # an export being rewritten is not complete until the record says so again
     rows = read_stream(spark, settings, keys.events_stream, slice_bounds(start_ms, end_ms, slices))
     rows.write.mode("overwrite").parquet(target)
     written = spark.read.parquet(target)
@@ -186,10 +187,9 @@ def _trim_exported(spark, client, keys: KeyLayout, layout: RunLayout) -> int | N
     day = dt.datetime.fromtimestamp(int(_text(first[0][0]).split("-")[0]) / 1000, dt.UTC).date()
     boundary = None
     while True:
-        record = storage.read_json(
-            spark, f"{layout.runs_root}/{(day + dt.timedelta(days=1)).isoformat()}/events/export.json"
-        )
-        if not record or not record.get("complete"):
+        events = f"{layout.runs_root}/{(day + dt.timedelta(days=1)).isoformat()}/events"
+        record = storage.read_json(spark, f"{events}/export.json")
+        if not record or not record.get("complete") or not storage.exists(spark, f"{record['path']}/_SUCCESS"):
             break
         boundary = day_window_ms(day)[1]
         day += dt.timedelta(days=1)

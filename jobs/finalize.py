@@ -10,12 +10,11 @@ Which reports it requires comes from the stage table (jobs/stages.py): every bui
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import sys
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
+from conf.redaction import redact_config
 from jobs import storage
 from jobs.run_layout import RunLayout
 from jobs.runner import JobError, job_main
@@ -36,22 +35,6 @@ def make_run_id(run_date: str, finalized_at: dt.datetime) -> str:
     return f"{run_date}_{stamp:%Y%m%dT%H%M%S}{stamp.microsecond // 1000:03d}Z"
 
 
-def redact_secrets(config: dict) -> dict:
-    """A copy of the config with passwords removed from any URL-valued setting."""
-    clean = copy.deepcopy(config)
-
-    def scrub(node):
-        if isinstance(node, dict):
-            return {key: scrub(value) for key, value in node.items()}
-        if isinstance(node, str) and "://" in node and "@" in node:
-            parts = urlsplit(node)
-            if parts.password:
-                netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-                return urlunsplit(parts._replace(netloc=netloc))
-        return node
-
-    return scrub(clean)
-
 
 def build_manifest(
     config: dict, reports: dict, run_date: str, finalized_at: dt.datetime, version: str, layout: RunLayout
@@ -64,7 +47,7 @@ def build_manifest(
         "run_date": run_date,
         "finalized_at": finalized_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
         "code_version": version,
-        "config": redact_secrets(config),
+        "config": redact_config(config),
         "counts": {
             "input": prepare["input"],
             "quarantine": prepare["quarantine"],

@@ -3,9 +3,12 @@
     python -m jobs.pipeline --run-date 2026-11-29
     python -m jobs.pipeline --run-date 2026-11-29 --stages recommend,finalize
 
-Stages run in the order of the stage table (jobs/stages.py): prepare, train, evaluate,
-recommend, finalize, publish. The Airflow DAG runs the same stages, one spark-submit each.
-Leave publish out of --stages to build a run without touching Redis.
+Stages run in the order of the stage table (jobs/stages.py): export_events, prepare, train,
+evaluate, recommend, finalize, publish. The Airflow DAG runs the same stages, one
+spark-submit each. To build a run without Redis, switch events off and leave publish out:
+
+    RECS__EVENTS__ENABLED=false python -m jobs.pipeline --run-date 2026-11-29 \
+        --stages export_events,prepare,train,evaluate,recommend,finalize
 """
 
 from __future__ import annotations

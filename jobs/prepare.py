@@ -34,6 +34,8 @@ MAX_INDEX = 2**31 - 1  # ALS ids are int32
 # Year 3000 in epoch seconds: later values are almost always milliseconds read as seconds.
 MAX_EPOCH_SECONDS = 32_503_680_000
 QUARANTINE_COLUMNS = (SOURCE_FILE, "raw_record", "user_raw", "item_raw", "weight_raw", "ts_raw", "reason")
+# Where a row came from: the input log or the exported events.
+LOG, EVENTS = "log", "events"
 
 
 def standardize_interactions(raw: DataFrame, columns: Mapping[str, str | None]) -> DataFrame:
@@ -134,7 +136,8 @@ def split_valid(validated: DataFrame) -> tuple[DataFrame, DataFrame]:
     from pyspark.sql import functions as F
 
     clean = validated.where(F.col("reason").isNull()).select("user_id", "item_id", "weight", "ts")
-    quarantine = validated.where(F.col("reason").isNotNull()).select(*QUARANTINE_COLUMNS)
+    kept = [*QUARANTINE_COLUMNS, *(["origin"] if "origin" in validated.columns else [])]
+    quarantine = validated.where(F.col("reason").isNotNull()).select(*kept)
     return clean, quarantine
 
 
@@ -242,37 +245,43 @@ def exported_event_paths(spark: SparkSession, layout: RunLayout, lookback_days: 
     return paths
 
 
+def mark_unknown_event_items(events: DataFrame, known_items: DataFrame) -> DataFrame:
+    """Give event rows whose item is neither in the input log nor in the item metadata the
+    reason ``unknown_event_item``: events must not bring items into the catalogue."""
+    from pyspark.sql import functions as F
+
+    known = known_items.select("item_id").distinct().withColumn("_known", F.lit(True))
+    unknown = F.when(F.col("_known").isNull(), F.lit("unknown_event_item"))
+    marked = events.join(known, "item_id", "left").withColumn("reason", F.coalesce(F.col("reason"), unknown))
+    return marked.select(*events.columns)
+
+
 def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
     """Read the input and the exported events, quarantine bad rows, write prepared interactions
     and id maps; return counts."""
     from pyspark import StorageLevel
-    from pyspark.sql import functions as F
 
-    source = cfg.input
-    path, columns = dated_path(source.path, layout.run_date), source.columns.model_dump()
-    raw = read_source(spark, path, source.format, source.delimiter, source.header, source.names)
-    require_columns(raw, columns, f"input {path}")
-    timestamp_format = source.timestamp_format if columns["timestamp"] else None
-    validated = validate_interactions(standardize_interactions(raw, columns), timestamp_format)
-    event_paths = exported_event_paths(spark, layout, cfg.events.lookback_days) if cfg.events.enabled else []
-    event_rows = 0
-    if event_paths:
-        exported = spark.read.schema(EVENT_COLUMNS).parquet(*event_paths)
-        exported = exported.select("*", F.col("_metadata.file_path").alias(SOURCE_FILE))
-        events = event_interactions(exported, cfg.events.weights).cache()
-        event_rows = events.count()
-        validated = validated.unionByName(validate_interactions(events, "epoch"))
-    validated = validated.persist(StorageLevel.MEMORY_AND_DISK)
+    item_meta = _prepare_item_meta(spark, cfg.items, layout)  # first: event items are checked against it
+    log, path = _validated_input(spark, cfg, layout)
+    events, event_paths = _validated_events(spark, cfg, layout, log, item_meta["enabled"])
+    validated = (log if events is None else log.unionByName(events)).persist(StorageLevel.MEMORY_AND_DISK)
     with refusing_header_mismatch():
-        reasons = {row["reason"]: row["count"] for row in validated.groupBy("reason").count().collect()}
-    rows_read = sum(reasons.values())
+        counts = validated.groupBy("origin", "reason").count().collect()
+    by_origin = {LOG: {}, EVENTS: {}}
+    for row in counts:
+        by_origin[row["origin"]][row["reason"]] = row["count"]
+    log_reasons, event_reasons = by_origin[LOG], by_origin[EVENTS]
+    rows_read = sum(log_reasons.values())
     if rows_read == 0:
         raise JobError(f"input {path} has no rows")
-    rows_valid = reasons.pop(None, 0)
-    rows_bad = rows_read - rows_valid
+    rows_valid, events_valid = log_reasons.pop(None, 0), event_reasons.pop(None, 0)
+    reasons = {
+        reason: log_reasons.get(reason, 0) + event_reasons.get(reason, 0) for reason in {*log_reasons, *event_reasons}
+    }
     clean, quarantine = split_valid(validated)
     quarantine.write.mode("overwrite").parquet(layout.quarantine)
-    _check_bad_fraction(rows_bad, rows_read, cfg.prepare.max_bad_fraction, layout.quarantine)
+    # Only the input log can fail the run: a flood of bad events must not stop the nightly job.
+    _check_bad_fraction(rows_read - rows_valid, rows_read, cfg.prepare.max_bad_fraction, layout.quarantine)
 
     pairs = aggregate_pairs(clean, cfg.prepare.duplicate_policy).persist(StorageLevel.MEMORY_AND_DISK)
     build_id_index(pairs, "user_id", "user_idx").write.mode("overwrite").parquet(layout.users)
@@ -283,14 +292,46 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
     interactions = spark.read.parquet(layout.interactions)
     report = {
         "input": {"path": path, "rows_read": rows_read, "rows_valid": rows_valid},
-        "events": {"exports": event_paths, "rows_read": event_rows},
-        "quarantine": {"rows": rows_bad, "by_reason": dict(sorted(reasons.items())), "path": layout.quarantine},
+        "events": {"exports": event_paths, "rows_read": events_valid + sum(event_reasons.values()),
+                   "rows_valid": events_valid, "quarantine_by_reason": dict(sorted(event_reasons.items()))},
+        "quarantine": {"rows": sum(reasons.values()), "by_reason": dict(sorted(reasons.items())),
+                       "path": layout.quarantine},
         "output": {"pairs": interactions.count(), "users": users.count(), "items": items.count()},
-    }
-    report["item_meta"] = _prepare_item_meta(spark, cfg.items, layout)
+        "item_meta": item_meta,
+    }  # fmt: skip
     pairs.unpersist()
     validated.unpersist()
     return report
+
+
+def _validated_input(spark: SparkSession, cfg: Config, layout: RunLayout) -> tuple[DataFrame, str]:
+    """The input log's rows, validated, with origin ``log``; and the path read."""
+    from pyspark.sql import functions as F
+
+    source = cfg.input
+    path, columns = dated_path(source.path, layout.run_date), source.columns.model_dump()
+    raw = read_source(spark, path, source.format, source.delimiter, source.header, source.names)
+    require_columns(raw, columns, f"input {path}")
+    timestamp_format = source.timestamp_format if columns["timestamp"] else None
+    validated = validate_interactions(standardize_interactions(raw, columns), timestamp_format)
+    return validated.withColumn("origin", F.lit(LOG)), path
+
+
+def _validated_events(spark: SparkSession, cfg: Config, layout: RunLayout, log: DataFrame, has_meta: bool):
+    """The exported events within the lookback as validated rows with origin ``events`` (None
+    without any), items checked against the log and the item metadata; and the exports read."""
+    from pyspark.sql import functions as F
+
+    event_paths = exported_event_paths(spark, layout, cfg.events.lookback_days) if cfg.events.enabled else []
+    if not event_paths:
+        return None, []
+    exported = spark.read.schema(EVENT_COLUMNS).parquet(*event_paths)
+    exported = exported.select("*", F.col("_metadata.file_path").alias(SOURCE_FILE))
+    events = validate_interactions(event_interactions(exported, cfg.events.weights), "epoch")
+    known = log.where(F.col("reason").isNull()).select("item_id")
+    if has_meta:
+        known = known.unionByName(spark.read.parquet(layout.item_meta).select("item_id"))
+    return mark_unknown_event_items(events, known).withColumn("origin", F.lit(EVENTS)), event_paths
 
 
 def _check_bad_fraction(rows_bad: int, rows_read: int, limit: float, quarantine_path: str) -> None:

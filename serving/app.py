@@ -12,6 +12,7 @@ from conf.schema import Config
 from serving.errors import register_error_handlers
 from serving.events import feedback
 from serving.routes import AnyTextConverter, api, ops
+from store.connection import connect, event_writer_settings
 from store.contract import KeyLayout
 from store.events import EventLog
 from store.reader import StoreReader
@@ -31,7 +32,10 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     # One reader (and so one Redis client pool) per app; routes reach it through app.extensions.
     reader = StoreReader.from_config(cfg)
     app.extensions["recs_store"] = reader
-    app.extensions["recs_events"] = EventLog(reader.client, KeyLayout(cfg.store.key_prefix))
+    events = event_writer_settings(cfg.store, cfg.events.write_timeout_seconds)
+    app.extensions["recs_events"] = EventLog(
+        lambda: connect(events), KeyLayout(cfg.store.key_prefix), reader.in_outage, cfg.events.idempotency_ttl_seconds
+    )
     app.register_blueprint(api)
     app.register_blueprint(feedback)
     app.register_blueprint(ops)

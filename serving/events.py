@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from serving.errors import BadRequest, NotFound
-from serving.validation import checked_name, parse_events
+from serving.validation import checked_name, idempotency_key_of, parse_events
 from store.errors import NoCurrentRun
 from store.events import EventLog, attribute
 from store.reader import StoreReader
@@ -38,14 +38,23 @@ def post_events():
     except NoCurrentRun:
         assignment = None
     for index, event in enumerate(events):
-        if event.variant and assignment and event.variant not in assignment.variants:
-            where = "event" if isinstance(body, dict) else f"events[{index}]"
-            raise BadRequest(
-                f"{where}.variant {event.variant!r} is not in experiment {assignment.name!r}; "
-                f"its variants are {', '.join(assignment.variants)}"
-            )
-    written = event_log().record([(event, attribute(event, assignment)) for event in events])
-    return jsonify(accepted=written), 202
+        where = "event" if isinstance(body, dict) else f"events[{index}]"
+        _check_variant(event.variant, assignment, f"{where}.variant")
+        if event.rec_id and assignment and event.rec_id.experiment == assignment.name:
+            _check_variant(event.rec_id.variant, assignment, f"{where}.rec_id")
+    idempotency_key = idempotency_key_of(request.headers.get("Idempotency-Key"))
+    written = event_log().record([(event, attribute(event, assignment)) for event in events], idempotency_key)
+    if written is None:
+        return jsonify(accepted=0, duplicate=True), 202
+    return jsonify(accepted=written, duplicate=False), 202
+
+
+def _check_variant(variant: str | None, assignment, field: str) -> None:
+    if variant and assignment and variant not in assignment.variants:
+        raise BadRequest(
+            f"{field} names variant {variant!r}, which is not in experiment {assignment.name!r}; "
+            f"its variants are {', '.join(assignment.variants)}"
+        )
 
 
 @feedback.get("/experiments/<name>")

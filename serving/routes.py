@@ -12,7 +12,8 @@ from werkzeug.routing import PathConverter
 
 from serving.errors import BadRequest
 from serving.validation import checked_id, checked_name, parse_n
-from store.experiments import RecId
+from store.experiments import ASSIGNED, FALLBACK, FORCED, RecId
+from store.reader import FALLBACK as FALLBACK_SOURCE
 from store.reader import Answer, StoreReader
 
 
@@ -55,11 +56,18 @@ def recommendations(user_id: str):
     if forced is not None:
         forced = checked_name(forced, "variant")
     answer = reader().recommendations(user_id, forced_variant=forced)
-    rec_id = RecId.new(answer.run_id, answer.experiment, answer.variant, answer.forced)
+    rec_id = RecId.new(answer.run_id, answer.experiment, answer.variant, _mode(answer))
     return jsonify(
         user_id=user_id, run_id=answer.run_id, source=answer.source, experiment=answer.experiment,
         variant=answer.variant, forced=answer.forced, rec_id=str(rec_id), items=ranked_items(answer, n),
     )  # fmt: skip
+
+
+def _mode(answer: Answer) -> str:
+    """How the list was chosen, as its rec_id records: forced and fallback lists never count."""
+    if answer.forced:
+        return FORCED
+    return FALLBACK if answer.source == FALLBACK_SOURCE else ASSIGNED
 
 
 @api.get("/recommendations/")

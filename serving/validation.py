@@ -20,7 +20,7 @@ def parse_n(args: Mapping[str, str], default: int, maximum: int) -> int:
     raw = args.get("n")
     if raw is None:
         return default
-    if not _DIGITS.match(raw):
+    if not _DIGITS.fullmatch(raw):
         raise BadRequest(f"n must be a whole number from 1 to {maximum}, got {raw[:40]!r}")
     n = int(raw)
     if not 1 <= n <= maximum:
@@ -44,9 +44,21 @@ EVENT_FIELDS = ("user_id", "item_id", "type", "rec_id", "variant", "ts")
 
 def checked_name(value: str, name: str) -> str:
     """An experiment or variant name from the request, if it can be one."""
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):
         raise BadRequest(f"{name} must be 1 to 32 letters, digits, '_' or '-', got {value[:40]!r}")
     return value
+
+
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+
+def idempotency_key_of(header: str | None) -> str | None:
+    """The Idempotency-Key header, if given: 1 to 128 letters, digits or ``_.:-``."""
+    if header is None:
+        return None
+    if not IDEMPOTENCY_KEY.fullmatch(header):
+        raise BadRequest("the Idempotency-Key header must be 1 to 128 letters, digits or '_.:-'")
+    return header
 
 
 def parse_events(body: object, max_batch: int) -> list[Event]:
@@ -96,9 +108,13 @@ def _event_ts(value: object, where: str) -> float | None:
         if moment.tzinfo is None:
             raise BadRequest(f"{where}.ts must name its time zone, e.g. 2026-11-29T10:00:00Z")
         value = moment.timestamp()
-    if not math.isfinite(value) or not 0 <= value < MAX_EPOCH_SECONDS:
-        raise BadRequest(f"{where}.ts must be epoch seconds between 1970 and 3000, got {value!r}")
-    return float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds) or not 0 <= seconds < MAX_EPOCH_SECONDS:
+        raise BadRequest(f"{where}.ts must be epoch seconds between 1970 and 3000, got {str(value)[:40]!r}")
+    return seconds
 
 
 def _event_rec_id(value: object, where: str) -> RecId | None:

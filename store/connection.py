@@ -39,6 +39,12 @@ def writer_settings(store: StoreSection, client_name: str = "recs-publish") -> R
     return _role_settings(store, store.writer_timeout_seconds, store.writer_retries, client_name)
 
 
+def event_writer_settings(store: StoreSection, timeout: float) -> RedisSettings:
+    """Settings for the API's event writer: no automatic retries, so a batch is never sent twice
+    by the client itself (a caller retries with its idempotency key instead)."""
+    return _role_settings(store, timeout, 0, "recs-events")
+
+
 def _role_settings(store: StoreSection, timeout: float, retries: int, client_name: str) -> RedisSettings:
     return RedisSettings(
         url=store.url,

@@ -16,10 +16,13 @@ Keys, for key prefix P (``recs`` by default), run id R, variant V and experiment
     P:run:R:popular:category:<c> string   JSON popular list of one category
     {P:events}:stream            stream   every accepted event
     {P:events}:trimmed_before    string   stream id below which entries were exported and trimmed
-    {P:events}:exp:X:definition  string   JSON experiment definition as last published
-    {P:events}:exp:X:counts      hash     "<V>:<event type>" -> count of counted events
-    {P:events}:exp:X:assigned:V  set      users who were served variant V
-    {P:events}:exp:X:exposed:V   set      users with an impression counted for variant V
+    {P:events}:exp:X:definition    string   JSON experiment definition as last published
+    {P:events}:exp:X:G:counts      hash     "<V>:<event type>" -> count of counted events
+    {P:events}:exp:X:G:assigned:V  hll      users who were served variant V (HyperLogLog)
+    {P:events}:exp:X:G:exposed:V   set      users with an impression counted for variant V
+    {P:events}:idem:<key>          string   an Idempotency-Key already applied (with a TTL)
+
+G is the experiment's generation, ``salt_generation(salt)``: a new salt starts new counters.
 
 The three control keys share the ``{P}`` hash tag, so on Redis Cluster they sit in one slot
 and the pointer switch can be a single script. The event keys share ``{P:events}``, so an
@@ -29,6 +32,7 @@ spread over the cluster.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -63,12 +67,16 @@ def id_violation(value: str) -> str | None:
         return f"must be at most {MAX_ID_LENGTH} characters"
     if _FORBIDDEN.search(value):
         return "must not contain control characters"
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode text (no lone surrogates)"
     return None
 
 
 def check_run_id(run_id: str) -> str:
     """Return run_id if it has the shape run ids must have, else raise ValueError."""
-    if not RUN_ID_PATTERN.match(run_id or ""):
+    if not RUN_ID_PATTERN.fullmatch(run_id or ""):
         raise ValueError(f"invalid run id {run_id!r}: letters, digits, '_', '.', '-' only, at most 64")
     return run_id
 
@@ -80,9 +88,14 @@ def glob_escape(text: str) -> str:
 
 def check_name(name: str) -> str:
     """Return an experiment or variant name if it can appear in keys, else raise ValueError."""
-    if not NAME_PATTERN.match(name or ""):
+    if not NAME_PATTERN.fullmatch(name or ""):
         raise ValueError(f"invalid name {name!r}: letters, digits, '_' or '-', at most 32")
     return name
+
+
+def salt_generation(salt: str) -> str:
+    """A short name for an experiment's salt in its counter keys: 8 hex digits of its SHA-256."""
+    return hashlib.sha256(salt.encode("utf-8")).hexdigest()[:8]
 
 
 def check_key_prefix(prefix: str) -> str:
@@ -141,10 +154,16 @@ class KeyLayout:
     def events_trimmed_before(self) -> str:
         return f"{{{self.prefix}:events}}:trimmed_before"
 
-    def experiment(self, name: str, part: str, variant: str | None = None) -> str:
-        """An experiment's keys: ``definition``, ``counts``, and per variant ``assigned`` and ``exposed``."""
-        key = f"{{{self.prefix}:events}}:exp:{check_name(name)}:{part}"
+    def experiment_definition(self, name: str) -> str:
+        return f"{{{self.prefix}:events}}:exp:{check_name(name)}:definition"
+
+    def experiment_data(self, name: str, salt: str, part: str, variant: str | None = None) -> str:
+        """An experiment generation's counters: ``counts``, and per variant ``assigned`` and ``exposed``."""
+        key = f"{{{self.prefix}:events}}:exp:{check_name(name)}:{salt_generation(salt)}:{part}"
         return key if variant is None else f"{key}:{check_name(variant)}"
+
+    def idempotency(self, token: str) -> str:
+        return f"{{{self.prefix}:events}}:idem:{token}"
 
 
 def encode_items(items: Iterable[tuple[str, float]]) -> bytes:
@@ -165,6 +184,8 @@ def decode_items(raw: bytes | str) -> list[tuple[str, float]]:
 
 # Fields every run's meta document carries; publishers may add more. ``variants`` lists the
 # variants with per-user lists; ``experiment`` is the experiment they belong to, or null.
+# Version 1 metas lack those two; they read as one default variant and no experiment.
+V1_DEFAULTS = {"variants": [DEFAULT_VARIANT], "experiment": None}
 RUN_META_FIELDS = (
     "contract_version",
     "run_id",
@@ -188,8 +209,11 @@ def encode_meta(meta: dict) -> bytes:
 
 
 def decode_meta(raw: bytes | str) -> dict:
-    """Decode a run meta document; raises ValueError when it is not one."""
+    """Decode a run meta document of any contract version (a version 1 one with the fields it
+    lacks filled in, so retention and rollback still see it); raises ValueError when it is not one."""
     meta = json.loads(raw)
+    if isinstance(meta, dict) and meta.get("contract_version") == 1:
+        meta = {**V1_DEFAULTS, **meta}
     if not isinstance(meta, dict) or any(field not in meta for field in RUN_META_FIELDS):
         raise ValueError("run meta is not a contract document")
     return meta

@@ -3,7 +3,8 @@ nightly job give the same answer and nothing is lost on a restart.
 
     experiment_report(client, keys, "ranking") -> dict | None
 
-Per variant: users assigned (served the variant) and exposed (with a counted impression),
+Per variant: users assigned (served the variant; a HyperLogLog estimate, within about 1%) and
+exposed (with a counted impression; exact, as the sample-ratio check needs),
 impressions, clicks and conversions; click-through and conversion rates per impression with
 95% Wilson intervals; each variant against the control by a two-proportion test (the
 chi-square test of the 2x2 table without continuity correction, whose p-value is the two-sided
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import json
 
-from store.contract import EVENT_TYPES, KeyLayout
+from store.contract import EVENT_TYPES, KeyLayout, salt_generation
 
 CONFIDENCE = 0.95
 # A sample-ratio p-value below this flags a mismatch: assignment or logging is broken.
@@ -25,16 +26,16 @@ RATES = {"ctr": "clicks", "conversion_rate": "conversions"}
 
 def experiment_report(client, keys: KeyLayout, name: str) -> dict | None:
     """The experiment's statistics, or None when it was never published."""
-    raw = client.get(keys.experiment(name, "definition"))
+    raw = client.get(keys.experiment_definition(name))
     if raw is None:
         return None
     definition = json.loads(raw)
-    variants = list(definition["shares"])
+    variants, salt = list(definition["shares"]), definition["salt"]
     pipe = client.pipeline(transaction=False)
-    pipe.hgetall(keys.experiment(name, "counts"))
+    pipe.hgetall(keys.experiment_data(name, salt, "counts"))
     for variant in variants:
-        pipe.scard(keys.experiment(name, "assigned", variant))
-        pipe.scard(keys.experiment(name, "exposed", variant))
+        pipe.pfcount(keys.experiment_data(name, salt, "assigned", variant))
+        pipe.scard(keys.experiment_data(name, salt, "exposed", variant))
     counts_raw, *sizes = pipe.execute()
     counts = {_text(field): int(value) for field, value in counts_raw.items()}
     rows = {
@@ -63,7 +64,7 @@ def summarize(name: str, definition: dict, rows: dict[str, dict]) -> dict:
             }
     return {
         "experiment": name,
-        "salt": definition["salt"],
+        "generation": salt_generation(definition["salt"]),
         "control": definition["control"],
         "confidence": CONFIDENCE,
         "variants": list(rows.values()),
@@ -78,7 +79,7 @@ def proportion(successes: int, trials: int) -> dict:
     from scipy.stats import binomtest
 
     if trials == 0 or successes > trials:
-        return {"rate": successes / trials if trials else None, "ci_low": None, "ci_high": None}
+        return {"rate": None, "ci_low": None, "ci_high": None}
     interval = binomtest(successes, trials).proportion_ci(confidence_level=CONFIDENCE, method="wilson")
     return {"rate": successes / trials, "ci_low": float(interval.low), "ci_high": float(interval.high)}
 

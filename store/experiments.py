@@ -18,6 +18,7 @@ Standard library only.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -106,34 +107,53 @@ class Assignment:
         return self._owner[bucket_of(self.salt, user_id, self.buckets)]
 
 
+ASSIGNED, FORCED, FALLBACK = "a", "f", "b"
+NONCE = re.compile(r"[0-9a-f]{16}")
+
+
 @dataclass(frozen=True)
 class RecId:
-    """What a response id says: the run, experiment and variant of the list, and whether the
-    variant was forced (QA), which keeps events about it out of the statistics."""
+    """What a response id says: the run, experiment and variant of the list, and how the list
+    was chosen: ``a`` the user's own variant, ``f`` a variant forced for QA, ``b`` the fallback
+    served while Redis was down. Only ``a`` responses count in the statistics."""
 
     run_id: str
     experiment: str | None
     variant: str
-    forced: bool
+    mode: str
     nonce: str
 
     def __str__(self) -> str:
-        parts = (self.run_id, self.experiment or NO_EXPERIMENT, self.variant, "f" if self.forced else "a", self.nonce)
+        parts = (self.run_id, self.experiment or NO_EXPERIMENT, self.variant, self.mode, self.nonce)
         return REC_ID_SEPARATOR.join(parts)
 
+    @property
+    def forced(self) -> bool:
+        return self.mode == FORCED
+
+    @property
+    def counted(self) -> bool:
+        """Whether events about this response count for its experiment's variant."""
+        return self.mode == ASSIGNED and self.experiment is not None
+
     @classmethod
-    def new(cls, run_id: str, experiment: str | None, variant: str, forced: bool) -> RecId:
+    def new(cls, run_id: str, experiment: str | None, variant: str, mode: str = ASSIGNED) -> RecId:
         """A fresh id for one response."""
-        return cls(run_id, experiment, variant, forced, secrets.token_hex(8))
+        return cls(run_id, experiment, variant, mode, secrets.token_hex(8))
 
     @classmethod
     def parse(cls, text: str) -> RecId:
         """Read a response id back; ValueError when it is not one."""
         parts = text.split(REC_ID_SEPARATOR)
-        if len(parts) != 5 or not RUN_ID_PATTERN.match(parts[0]) or parts[3] not in ("a", "f") or len(parts[4]) != 16:
+        if (
+            len(parts) != 5
+            or not RUN_ID_PATTERN.fullmatch(parts[0])
+            or parts[3] not in (ASSIGNED, FORCED, FALLBACK)
+            or not NONCE.fullmatch(parts[4])
+        ):
             raise ValueError("is not a rec_id this API issued")
         experiment = None if parts[1] == NO_EXPERIMENT else check_name(parts[1])
-        return cls(parts[0], experiment, check_name(parts[2]), parts[3] == "f", parts[4])
+        return cls(parts[0], experiment, check_name(parts[2]), parts[3], parts[4])
 
 
 def published_experiment(definition: Mapping | None, previous: Mapping | None) -> dict | None:

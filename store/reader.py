@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from store.connection import connect, reader_settings, redis_address
-from store.contract import KeyLayout, decode_items, decode_meta
+from store.contract import CONTRACT_VERSION, KeyLayout, decode_items, decode_meta
 from store.errors import NoCurrentRun, StoreDataError, StoreError, StoreUnavailable, UnknownCategory, UnknownVariant
 from store.experiments import variant_or_default
 from store.fallback_file import FallbackFile
@@ -115,10 +115,16 @@ class StoreReader:
         def fetch():
             if assignment is None or forced_variant is not None:
                 return self._client().get(key)
+            # One round trip; counting the assignment is best effort and never fails the lookup.
             pipe = self._client().pipeline(transaction=False)
             pipe.get(key)
-            pipe.sadd(self._keys.experiment(assignment.name, "assigned", variant), user_id)
-            return pipe.execute()[0]
+            pipe.pfadd(self._keys.experiment_data(assignment.name, assignment.salt, "assigned", variant), user_id)
+            found, counted = pipe.execute(raise_on_error=False)
+            if isinstance(found, Exception):
+                raise found
+            if isinstance(counted, Exception):
+                log.warning("could not count the assignment of a user to %s/%s: %s", assignment.name, variant, counted)
+            return found
 
         def lookup() -> tuple[RankedList, str]:
             items = self._ranked(self._call(fetch))
@@ -206,9 +212,9 @@ class StoreReader:
                 log.info("serving run %s", run_id)
             return self._snapshot
 
-    def client(self):
-        """The reader's Redis client (one pool per app), for other writers of the same store."""
-        return self._client()
+    def in_outage(self) -> bool:
+        """Whether Redis failed moments ago (requests skip it until the retry time)."""
+        return self._clock() < self._down_until
 
     def ping(self) -> bool:
         """Whether Redis answers right now (always a real round trip)."""
@@ -250,9 +256,16 @@ class StoreReader:
         if meta_raw is None or popular_raw is None:
             raise StoreDataError(f"run {run_id} is current but its meta or popular list is missing")
         try:
-            return RunSnapshot(run_id, decode_meta(meta_raw), tuple(decode_items(popular_raw)))
+            meta = decode_meta(meta_raw)
+            snapshot = RunSnapshot(run_id, meta, tuple(decode_items(popular_raw)))
         except ValueError as exc:
             raise StoreDataError(f"run {run_id}: {exc}") from exc
+        if meta["contract_version"] != CONTRACT_VERSION:
+            raise StoreDataError(
+                f"run {run_id} was published under store contract {meta['contract_version']}, this API reads "
+                f"{CONTRACT_VERSION}; publish a run with this version (docs/store-contract.md, Upgrading)"
+            )
+        return snapshot
 
     def _ranked(self, raw) -> list[tuple[str, float]] | None:
         if raw is None:

@@ -186,7 +186,7 @@ def record_experiment_definition(client, keys: KeyLayout, meta: dict | None) -> 
     experiment = (meta or {}).get("experiment")
     if experiment:
         definition = {field: experiment[field] for field in ("name", "salt", "control", "shares")}
-        client.set(keys.experiment(experiment["name"], "definition"), json.dumps(definition, sort_keys=True))
+        client.set(keys.experiment_definition(experiment["name"]), json.dumps(definition, sort_keys=True))
 
 
 def user_list_writes(rows: Iterable[tuple[str, str, RankedList]], keys: KeyLayout, run_id: str):
@@ -251,6 +251,7 @@ def rollback(client, keys: KeyLayout, policy: PublishPolicy) -> tuple[str, str]:
         if not earlier:
             raise PublishRefused(f"no retained run older than the current run {rolled_back_from}")
         promote(client, keys, earlier[0], lock, allow_older=True)
+        record_experiment_definition(client, keys, read_run_meta(client, keys, earlier[0]))
     return rolled_back_from, earlier[0]
 
 

@@ -129,6 +129,7 @@ BAD_REQUESTS = [
     ("/v1/recommendations/alice?n=-1", "n must be a whole number"),
     ("/v1/recommendations/alice?n=1e3", "n must be a whole number"),
     ("/v1/recommendations/alice?n=%201", "n must be a whole number"),
+    ("/v1/recommendations/alice?n=5%0A", "n must be a whole number"),
     ("/v1/recommendations/alice?n=0", "n must be from 1 to 20"),
     ("/v1/recommendations/alice?n=21", "n must be from 1 to 20"),
     ("/v1/recommendations/alice?n=99999999999999999999", "n must be a whole number"),

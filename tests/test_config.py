@@ -46,6 +46,10 @@ BAD_SETTINGS = [
     ({"RECS__API__DOWN_MODE": "ignore"}, "api.down_mode: Input should be 'fallback' or 'unavailable'"),
     ({"RECS__API__DEFAULT_N": "500"}, "api: default_n (500) must not exceed max_n (100)"),
     ({"RECS__SCHEDULE__CRON": "nightly"}, "schedule.cron: is not a cron expression: 'nightly'"),
+    ({"RECS__EXPERIMENTS": "{x: {salt: s, control: a, variants: {a: {share: 0.99995}, b: {share: 0.00005}}}}"},
+     "experiments.x.variants.b.share: Input should be greater than or equal to 0.0001"),
+    ({"RECS__EXPERIMENTS": "{x: {salt: s, control: a, variants: {a: {share: 1.0}}}}"},
+     "experiments.x.variants: an experiment needs at least two variants"),
     ({"RECS__SCHEDULE__START_DATE": "someday"}, "schedule.start_date: Input should be a valid date"),
 ]  # fmt: skip
 

@@ -201,13 +201,17 @@ def test_events_posted_to_the_api_become_interactions_of_the_next_run(dag_run, r
     from serving import create_app
 
     user = sorted(recommendations["user_id"].unique())[0]
+    valid = valid_input(dag_run["tmp"])
+    catalogue = pd.read_csv(next((dag_run["tmp"] / "data" / "items").glob("part-*.csv")), dtype=str)["item_id"]
+    fresh = sorted(set(catalogue) - set(valid.loc[valid["user"] == user, "item"]))[0]  # known, not seen by user
     app = create_app({"store": {"url": redis_server.url}, "api": {"fallback_file": None}})
     try:
         client = app.test_client()
         rec_id = client.get(f"/v1/recommendations/{user}").get_json()["rec_id"]
-        events = [{"user_id": user, "item_id": "item_from_events", "type": kind, "rec_id": rec_id}
+        events = [{"user_id": user, "item_id": fresh, "type": kind, "rec_id": rec_id}
                   for kind in ("impression", "click", "conversion")]  # fmt: skip
-        events.append({"user_id": "user_from_events", "item_id": "item_from_events", "type": "click"})
+        events.append({"user_id": "user_from_events", "item_id": fresh, "type": "click"})
+        events.append({"user_id": user, "item_id": "not_in_the_catalogue", "type": "click"})
         assert client.post("/v1/events", json=events).status_code == 202
     finally:
         app.extensions["recs_store"].close()
@@ -218,12 +222,16 @@ def test_events_posted_to_the_api_become_interactions_of_the_next_run(dag_run, r
     run_logged([airflow, "tasks", "test", "nightly_recommendations", "export_events", next_run], env,
                tmp / "export.log", timeout=600)  # fmt: skip
     export = json.loads((tmp / "runs" / next_run / "events" / "export.json").read_text())
-    assert (export["rows"], export["by_type"]) == (4, {"click": 2, "conversion": 1, "impression": 1})
+    assert (export["rows"], export["by_type"]) == (5, {"click": 3, "conversion": 1, "impression": 1})
     command = [sys.executable, "-m", "jobs.pipeline", "--run-date", next_run, "--stages", "prepare"]
     run_logged(command, env, tmp / "next-prepare.log", timeout=600)
     prepared = tmp / "runs" / next_run / "prepared"
     users, items = pd.read_parquet(prepared / "users"), pd.read_parquet(prepared / "items")
     interactions = pd.read_parquet(prepared / "interactions")
-    item_idx = items.loc[items["item_id"] == "item_from_events", "item_idx"].item()
+    item_idx = items.loc[items["item_id"] == fresh, "item_idx"].item()
     weights = interactions[interactions["item_idx"] == item_idx].merge(users, on="user_idx")
-    assert dict(zip(weights["user_id"], weights["weight"], strict=True)) == {user: 6.0, "user_from_events": 1.0}
+    from_events = weights[weights["user_id"].isin([user, "user_from_events"])]
+    assert dict(zip(from_events["user_id"], from_events["weight"], strict=True)) == {user: 6.0, "user_from_events": 1.0}
+    assert "not_in_the_catalogue" not in set(items["item_id"])
+    prepare_report = json.loads((tmp / "runs" / next_run / "stages" / "prepare.json").read_text())
+    assert prepare_report["events"]["quarantine_by_reason"] == {"unknown_event_item": 1}

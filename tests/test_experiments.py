@@ -13,10 +13,11 @@ from responses import without_rec_id
 from store_seeding import seed_run
 
 from store.contract import KeyLayout
-from store.experiments import BUCKETS, Assignment, RecId, allocate, bucket_of
+from store.experiments import BUCKETS, FALLBACK, FORCED, Assignment, RecId, allocate, bucket_of
 
 RUN_1, RUN_2 = "2026-11-28_20261128T020000000Z", "2026-11-29_20261129T020000000Z"
 POPULAR = [(f"p{k}", float(100 - k)) for k in range(20)]
+KEYS = KeyLayout("recs")
 USERS = [f"user_{u:05d}" for u in range(2000)]
 
 
@@ -67,7 +68,7 @@ def test_changing_shares_moves_only_the_buckets_that_must_move():
 
 
 def test_rec_ids_round_trip_and_refuse_anything_else():
-    rec = RecId.new(RUN_1, "ranking", "als", forced=True)
+    rec = RecId.new(RUN_1, "ranking", "als", FORCED)
     assert RecId.parse(str(rec)) == rec
     for bad in ("", "x", f"{RUN_1}~ranking~als~z~0123456789abcdef", f"{RUN_1}~ranking~a:b~a~0123456789abcdef"):
         with pytest.raises(ValueError):
@@ -84,7 +85,7 @@ def test_each_user_gets_their_variants_list_and_is_counted_as_assigned(client, r
         assert (body["experiment"], body["variant"], body["forced"], body["source"]) == ("ranking", variant, False,
                                                                                           "personalized")  # fmt: skip
         assert [item["item_id"] for item in body["items"]] == [f"{variant}-item-0", f"{variant}-item-1"]
-    assigned = {v: redis_client.scard(KeyLayout("recs").experiment("ranking", "assigned", v)) for v in shares}
+    assigned = {v: redis_client.pfcount(KEYS.experiment_data("ranking", "salt-1", "assigned", v)) for v in shares}
     assert sum(assigned.values()) == 50 and min(assigned.values()) > 10
 
 
@@ -94,14 +95,14 @@ def test_a_forced_variant_is_served_marked_and_not_counted(client, redis_client)
     assert body["variant"] == "popular" and body["forced"] is True
     assert RecId.parse(body["rec_id"]).forced is True
     assert body["items"][0]["item_id"] == "popular-item-0"
-    assert redis_client.scard(KeyLayout("recs").experiment("ranking", "assigned", "popular")) == 0
+    assert redis_client.pfcount(KEYS.experiment_data("ranking", "salt-1", "assigned", "popular")) == 0
     unknown = client.get(f"/v1/recommendations/{USERS[0]}?variant=nope")
     assert unknown.status_code == 400 and "variant 'nope' is not in run" in unknown.get_json()["detail"]
     accepted = client.post("/v1/events", json={"user_id": USERS[0], "item_id": "x", "type": "click",
                                                "rec_id": body["rec_id"]})  # fmt: skip
     assert accepted.status_code == 202
-    assert redis_client.xlen(KeyLayout("recs").events_stream) == 1, "stored"
-    assert redis_client.hgetall(KeyLayout("recs").experiment("ranking", "counts")) == {}, "but not counted"
+    assert redis_client.xlen(KEYS.events_stream) == 1, "stored"
+    assert redis_client.hgetall(KEYS.experiment_data("ranking", "salt-1", "counts")) == {}, "but not counted"
 
 
 def test_changed_shares_move_only_the_expected_users_through_the_api(client, redis_client):
@@ -156,7 +157,12 @@ BAD_EVENTS = [
     ({"user_id": "u", "item_id": "i", "type": "click", "ts": 1e13}, "event.ts must be epoch seconds between"),
     ({"user_id": "u", "item_id": "i", "type": "click", "rec_id": "forged"}, "event.rec_id is not a rec_id"),
     ({"user_id": "u", "item_id": "i", "type": "click", "variant": "a:b"}, "event.variant must be 1 to 32"),
-    ({"user_id": "u", "item_id": "i", "type": "click", "variant": "nope"}, "event.variant 'nope' is not in experiment"),
+    ({"user_id": "u", "item_id": "i", "type": "click", "variant": "nope"}, "event.variant names variant 'nope'"),
+    ({"user_id": "u", "item_id": "i", "type": "click", "variant": "als\n"}, "event.variant must be 1 to 32"),
+    ({"user_id": "u", "item_id": "i", "type": "click", "rec_id": f"{RUN_1}~ranking~nope~a~0123456789abcdef"},
+     "event.rec_id names variant 'nope'"),
+    ({"user_id": "u", "item_id": "i", "type": "click", "ts": 10**400}, "event.ts must be epoch seconds between"),
+    ({"user_id": "u\ud800", "item_id": "i", "type": "click"}, "event.user_id must be valid Unicode text"),
     ([{"user_id": "u", "item_id": "i", "type": "click"}, {"user_id": "u", "type": "click"}],
      "events[1].item_id is required"),
     ([], "a non-empty array of event objects"),
@@ -171,7 +177,7 @@ def test_bad_events_get_a_400_naming_the_field_and_nothing_is_stored(client, red
     response = post(client, body)
     assert response.status_code == 400 and response.get_json()["error"] == "bad_request"
     assert detail in response.get_json()["detail"]
-    assert redis_client.xlen(KeyLayout("recs").events_stream) == 0
+    assert redis_client.xlen(KEYS.events_stream) == 0
 
 
 def test_a_body_that_is_not_json_or_too_large_is_refused(client, redis_client):
@@ -207,7 +213,7 @@ def test_statistics_equal_the_hand_computed_values(client, redis_client):
         ]
         events += [{"user_id": f"{variant}-u{i}", "item_id": "i", "type": "conversion", "variant": variant}
                    for i in range(conversions)]  # fmt: skip
-        assert post(client, events).get_json() == {"accepted": len(events)}
+        assert post(client, events).get_json() == {"accepted": len(events), "duplicate": False}
     report = client.get("/v1/experiments/ranking").get_json()
     rows = {row["variant"]: row for row in report["variants"]}
     for variant, (users, impressions, clicks, conversions) in plan.items():
@@ -239,3 +245,57 @@ def test_events_without_rec_id_or_variant_follow_the_users_assignment(client, re
     rows = {row["variant"]: row for row in client.get("/v1/experiments/ranking").get_json()["variants"]}
     wanted = Counter(expected.variant_for(user) for user in USERS[:100])
     assert {variant: rows[variant]["exposed_users"] for variant in rows} == dict(wanted)
+
+
+def test_a_retried_batch_with_its_idempotency_key_is_stored_once(client, redis_client):
+    seed_experiment(redis_client, RUN_1, {"als": 0.5, "popular": 0.5})
+    events = [{"user_id": "u1", "item_id": "i1", "type": "impression", "variant": "als"}] * 3
+    headers = {"Idempotency-Key": "batch-0001"}
+    first = client.post("/v1/events", json=events, headers=headers)
+    again = client.post("/v1/events", json=events, headers=headers)
+    assert (first.status_code, first.get_json()) == (202, {"accepted": 3, "duplicate": False})
+    assert (again.status_code, again.get_json()) == (202, {"accepted": 0, "duplicate": True})
+    assert redis_client.xlen(KEYS.events_stream) == 3
+    assert redis_client.hget(KEYS.experiment_data("ranking", "salt-1", "counts"), "als:impression") == b"3"
+    bad = client.post("/v1/events", json=events, headers={"Idempotency-Key": "no spaces"})
+    assert bad.status_code == 400 and "Idempotency-Key" in bad.get_json()["detail"]
+
+
+def test_events_about_other_experiments_or_fallback_lists_are_stored_but_not_counted(client, redis_client):
+    seed_experiment(redis_client, RUN_1, {"als": 0.5, "popular": 0.5})
+    other = RecId.new(RUN_1, "older-test", "als")
+    fallback = RecId.new(RUN_1, "ranking", "als", FALLBACK)
+    events = [{"user_id": "u1", "item_id": "i1", "type": "click", "rec_id": str(rec)} for rec in (other, fallback)]
+    assert client.post("/v1/events", json=events).get_json()["accepted"] == 2
+    assert redis_client.xlen(KEYS.events_stream) == 2
+    assert [entry[1][b"counted"] for entry in redis_client.xrange(KEYS.events_stream)] == [b"0", b"0"]
+    assert redis_client.hgetall(KEYS.experiment_data("ranking", "salt-1", "counts")) == {}
+
+
+def test_a_new_salt_starts_new_counters_and_the_report_shows_only_them(client, redis_client):
+    seed_experiment(redis_client, RUN_1, {"als": 0.5, "popular": 0.5}, salt="salt-1")
+    client.post("/v1/events", json=[{"user_id": "u1", "item_id": "i", "type": "impression", "variant": "als"}])
+    seed_experiment(redis_client, RUN_2, {"als": 0.5, "popular": 0.5}, salt="salt-2")
+    report = client.get("/v1/experiments/ranking").get_json()
+    assert sum(row["impressions"] for row in report["variants"]) == 0
+    assert "salt" not in report and len(report["generation"]) == 8
+
+
+def test_experiment_names_are_checked_exactly(client, redis_client):
+    seed_experiment(redis_client, RUN_1, {"als": 0.5, "popular": 0.5})
+    assert client.get("/v1/experiments/ranking%0A").status_code == 400
+    assert client.get("/v1/recommendations/u1?variant=als%0A").status_code == 400
+    assert client.get("/v1/experiments/ranking").status_code == 200
+
+
+def test_a_rollback_restores_the_older_runs_experiment_definition(redis_client):
+    import json
+
+    from store.admin import roll_back
+    from store.writer import PublishPolicy
+
+    seed_experiment(redis_client, RUN_1, {"als": 0.5, "popular": 0.5})
+    seed_experiment(redis_client, RUN_2, {"als": 0.8, "popular": 0.2})
+    roll_back(redis_client, KEYS, PublishPolicy(keep_runs=3, batch_size=100, lock_ttl_seconds=30))
+    definition = json.loads(redis_client.get(KEYS.experiment_definition("ranking")))
+    assert definition["shares"] == {"als": 0.5, "popular": 0.5}

@@ -111,3 +111,42 @@ def test_events_become_weighted_interactions(spark):
     assert got == [("u1", "i1", 1.0, "1764300000.250"), ("u2", "i2", 5.0, "1795863600.000")]
     validated = prepare.validate_interactions(rows, "epoch")
     assert {r["reason"] for r in validated.collect()} == {None}
+
+
+def test_switching_events_off_leaves_an_export_alone(spark, cfg, redis_client):
+    add(redis_client, "2026-11-28", 5, "u1", "i1", "click")
+    layout = RunLayout.from_config(cfg, "2026-11-29")
+    export_events.run(spark, cfg, layout)
+    off = with_overrides(cfg, {"events": {"enabled": False}})
+    assert export_events.run(spark, off, layout) == {"enabled": False}
+    assert exported(spark, layout, "2026-11-28").count() == 1, "the only copy of a trimmed day must survive"
+
+
+def write_lines(path, lines):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_prepare_takes_events_of_known_items_and_quarantines_the_rest(spark, cfg, redis_client, tmp_path):
+    write_lines(tmp_path / "data" / "interactions" / "part-0.csv",
+                ["user_id,item_id,rating,timestamp", "u1,i1,3,1764200000", "u2,i2,1,1764200000"])  # fmt: skip
+    write_lines(tmp_path / "data" / "items" / "items.csv", ["item_id,title,categories", "i3,Catalogue only,A"])
+    add(redis_client, "2026-11-28", 5, "u1", "i2", "click")  # known from the log
+    add(redis_client, "2026-11-28", 6, "u9", "i3", "conversion")  # known from the item metadata: a new user
+    add(redis_client, "2026-11-28", 7, "u1", "made-up", "conversion")  # not in the catalogue
+    add(redis_client, "2026-11-28", 8, "u1", "i1", "impression")  # weight 0: left out
+    layout = RunLayout.from_config(cfg, "2026-11-29")
+    export_events.run(spark, cfg, layout)
+    report = prepare.run(spark, cfg, layout)
+    assert report["events"]["rows_read"] == 3 and report["events"]["rows_valid"] == 2
+    assert report["events"]["quarantine_by_reason"] == {"unknown_event_item": 1}
+    assert report["input"] == {"path": cfg.input.path, "rows_read": 2, "rows_valid": 2}
+    quarantined = spark.read.parquet(layout.quarantine).collect()
+    assert [(row["item_raw"], row["reason"], row["origin"]) for row in quarantined] == [
+        ("made-up", "unknown_event_item", "events")
+    ]
+    users = {row["user_id"]: row["user_idx"] for row in spark.read.parquet(layout.users).collect()}
+    items = {row["item_id"]: row["item_idx"] for row in spark.read.parquet(layout.items).collect()}
+    weights = {(r["user_idx"], r["item_idx"]): r["weight"] for r in spark.read.parquet(layout.interactions).collect()}
+    assert weights[(users["u1"], items["i2"])] == 1.0 and weights[(users["u9"], items["i3"])] == 5.0
+    assert "made-up" not in items

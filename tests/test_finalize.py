@@ -18,14 +18,6 @@ def test_run_id_sorts_by_date_then_finish_time():
     assert sorted([rerun, early, late]) == [early, late, rerun]
 
 
-def test_redact_secrets_removes_passwords_only():
-    cfg = {"publish": {"redis_url": "rediss://recs:s3cret@redis.internal:6380/0", "plain": "redis://h:1/0"}, "n": 3}
-    clean = finalize.redact_secrets(cfg)
-    assert clean["publish"]["redis_url"] == "rediss://recs:***@redis.internal:6380/0"
-    assert clean["publish"]["plain"] == "redis://h:1/0"
-    assert cfg["publish"]["redis_url"].endswith("s3cret@redis.internal:6380/0")
-
-
 def test_run_date_must_be_iso():
     assert parse_run_date("2026-02-03") == "2026-02-03"
     with pytest.raises(ValueError, match="YYYY-MM-DD"):

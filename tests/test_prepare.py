@@ -217,7 +217,7 @@ def test_run_refuses_empty_input(spark, pipeline_config, tmp_path):
 def test_run_names_missing_columns(spark, pipeline_config, tmp_path):
     write_lines(tmp_path / "data" / "interactions" / "part-0.csv", ["who,what", "u1,i1"])
     with pytest.raises(JobError, match=r"columns .* not found; the input has \['who', 'what'\]"):
-        run_prepare(spark, pipeline_config)
+        run_prepare(spark, with_overrides(pipeline_config, {"items": {"path": None}}))
 
 
 def test_run_counts_and_outputs(spark, pipeline_config, tmp_path):

@@ -231,3 +231,32 @@ def test_keep_runs_below_two_is_refused_before_spark_starts_and_the_store_is_unt
     assert redis_client.get(KEYS.current).decode() == RUNS[0][1]
     with pytest.raises(ValueError, match="keep_runs must be at least 2"):
         writer.PublishPolicy(keep_runs=1, batch_size=10, lock_ttl_seconds=60)
+
+
+def test_a_store_holding_a_version_1_run_is_upgraded_by_the_next_publish(spark, cfg, redis_client, tmp_path):
+    import json as _json
+
+    from serving import create_app
+
+    old = "2026-11-25_20261125T020000000Z"
+    v1_meta = {"contract_version": 1, "run_id": old, "run_date": "2026-11-25", "status": "complete",
+               "published_at": "2026-11-25T02:00:00+00:00", "counts": {"users": 1}, "metrics": {},
+               "categories": []}  # fmt: skip
+    redis_client.set(KEYS.meta(old), _json.dumps(v1_meta))
+    redis_client.set(f"recs:run:{old}:user:alice", b'[["x",1.0]]')
+    redis_client.set(KEYS.popular(old), b'[["p",1.0]]')
+    redis_client.zadd(KEYS.runs, {old: 0})
+    redis_client.set(KEYS.current, old)
+    app = create_app({"store": {"url": cfg.store.url}, "api": {"fallback_file": None}})
+    try:
+        refused = app.test_client().get("/v1/recommendations/alice")
+        assert refused.status_code == 500 and refused.get_json()["error"] == "store_data_error"
+        assert app.test_client().get("/readyz").get_json() == {"ready": False, "reason": "store_data_error"}
+        report = publish.run(spark, cfg, make_run(spark, cfg, 0))
+        assert report["status"] == "published" and report["replaced_run_id"] == old
+        deadline = time.monotonic() + 3
+        while app.test_client().get("/v1/recommendations/user_0001").status_code != 200:
+            assert time.monotonic() < deadline, "the version 2 run was not served"
+            time.sleep(0.05)
+    finally:
+        app.extensions["recs_store"].close()

@@ -186,7 +186,7 @@ def test_accepted_events_survive_an_api_restart_and_a_redis_restart(own_redis, t
     try:
         for start in range(0, len(events), 8):
             response = requests.post(f"{server.url}/v1/events", json=events[start : start + 8], timeout=5)
-            assert response.status_code == 202 and response.json() == {"accepted": len(events[start : start + 8])}
+            assert response.status_code == 202 and response.json()["accepted"] == len(events[start : start + 8])
         before = requests.get(f"{server.url}/v1/experiments/ranking", timeout=5).json()
     finally:
         server.stop()
