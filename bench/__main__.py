@@ -184,6 +184,16 @@ def synthetic_run(spark, runs_root: str, users: int, per_user: int):
     return layout
 
 
+def pipelined_writes(client, writes, batch: int) -> None:
+    """SET every (key, value) on one connection, in pipelined batches."""
+    pipe = client.pipeline(transaction=False)
+    for index, (key, value) in enumerate(writes, 1):
+        pipe.set(key, value)
+        if index % batch == 0:
+            pipe.execute()
+    pipe.execute()
+
+
 def reference_loads(redis_url: str, layout, sample: int) -> dict:
     """Driver-side loaders on one connection, encoding included: one SET per round trip (on a
     sample), and pipelined batches of 500 (all users)."""
@@ -203,12 +213,7 @@ def reference_loads(redis_url: str, layout, sample: int) -> dict:
         client.set(key, value)
     one_by_one = sample / (time.monotonic() - started)
     started = time.monotonic()
-    pipe = client.pipeline(transaction=False)
-    for index, (key, value) in enumerate(user_list_writes(lists, KeyLayout("refbench"), "ref"), 1):
-        pipe.set(key, value)
-        if index % 500 == 0:
-            pipe.execute()
-    pipe.execute()
+    pipelined_writes(client, user_list_writes(lists, KeyLayout("refbench"), "ref"), 500)
     pipelined = len(lists) / (time.monotonic() - started)
     client.flushdb()
     return {"one_set_per_round_trip": round(one_by_one, 1), "pipelined_single_connection": round(pipelined, 1)}
@@ -299,6 +304,42 @@ def bench_api(redis, users: int, repeats: int, concurrency: int, seconds: float)
     }
 
 
+def bench_memory(redis_url: str, users: int, lengths: tuple[int, ...] = (20, 50, 100)) -> dict:
+    """Redis memory per user list at several list lengths: used_memory before and after writing
+    ``users`` lists shaped like the pipeline's (ids, 6-digit scores, seen items, categories)."""
+    import random
+
+    import redis
+
+    from store.contract import KeyLayout
+    from store.writer import user_list_writes
+
+    client = redis.Redis.from_url(redis_url.replace("/0", "/2"))
+    rng = random.Random(7)
+    results = {}
+    for length in lengths:
+        client.flushdb()
+        before = client.info("memory")["used_memory"]
+
+        def user_row(user: int, length: int = length) -> tuple:
+            items = [(f"item_{rng.randrange(50_000):06d}", rng.random()) for _ in range(length)]
+            seen = [f"item_{rng.randrange(100):06d}" for _ in range(3)]
+            return "default", f"user_{user:08d}", items, seen, ["Drama", "Comedy", "Action"]
+
+        rows = (user_row(user) for user in range(users))  # fmt: skip
+        pipelined_writes(client, user_list_writes(rows, KeyLayout("membench"), "run"), 1000)
+        used = client.info("memory")["used_memory"] - before
+        sample = [client.memory_usage(key) for key in client.scan_iter(count=1000)][:1000]
+        results[str(length)] = {
+            "bytes_per_user": round(used / users, 1),
+            "memory_usage_per_key": round(statistics.mean(sample), 1),
+            "mib_per_million_users": round(used / users * 1_000_000 / 2**20, 1),
+        }
+        print(f"    memory, {length} items: {results[str(length)]['bytes_per_user']} bytes per user list")
+    client.flushdb()
+    return {"users": users, "lists": results}
+
+
 def machine() -> dict:
     """What the figures were measured on."""
     java = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr.splitlines()[:1]
@@ -349,6 +390,18 @@ def markdown(results: dict) -> str:
             f"Whole publish (load, verify, switch, prune), median: {pb['publish_seconds_total']['median']} s",
             "",
         ]
+    if "memory" in results:
+        memory = results["memory"]
+        lines += [
+            f"## Redis memory per user list ({memory['users']:,} lists written, used_memory before and after)",
+            "",
+            "| items per list | bytes per user list | MEMORY USAGE per key | MiB per million user lists |",
+            "|---:|---:|---:|---:|",
+        ]
+        for length, v in memory["lists"].items():
+            per_key, per_million = v["memory_usage_per_key"], v["mib_per_million_users"]
+            lines.append(f"| {length} | {v['bytes_per_user']:,.0f} | {per_key:,.0f} | {per_million:,.0f} |")
+        lines.append("")
     if "api" in results:
         api = results["api"]
         lines += [
@@ -373,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publish-users", type=int, default=200_000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--only", default="stages,publish,api")
+    parser.add_argument("--only", default="stages,publish,api,memory")
+    parser.add_argument("--memory-users", type=int, default=50_000)
     args = parser.parse_args(argv)
     parts = set(args.only.split(","))
     WORK.mkdir(parents=True, exist_ok=True)
@@ -381,10 +435,14 @@ def main(argv: list[str] | None = None) -> int:
     if "stages" in parts:
         print("==> stages")
         results["stages"] = bench_stages(args.interactions, args.repeats)
-    if parts & {"publish", "api"}:
+    if parts & {"publish", "api", "memory"}:
         with BenchRedis() as redis:
-            print("==> publish")
-            results["publish"], _ = bench_publish(redis.url, args.publish_users, args.repeats)
+            if "memory" in parts:
+                print("==> memory")
+                results["memory"] = bench_memory(redis.url, args.memory_users)
+            if parts & {"publish", "api"}:
+                print("==> publish")
+                results["publish"], _ = bench_publish(redis.url, args.publish_users, args.repeats)
             if "api" in parts:
                 print("==> api")
                 results["api"] = bench_api(redis, args.publish_users, args.repeats, args.concurrency, args.seconds)

@@ -173,7 +173,7 @@ def _describe(exc: ValidationError, raw: dict, sources: dict) -> str:
         text = f"missing setting {key!r}"
     else:
         message = error["msg"].removeprefix("Value error, ")
-        text = f"{key}: {message}"
+        text = f"{key}: {message}" if key else message
         if kind != "value_error" and "url" not in key:
             text += f" (value {repr(error.get('input'))[:80]})"
     origin = _origin(setting, sources)

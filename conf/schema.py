@@ -79,6 +79,7 @@ class ItemColumns(Section):
     item: str = Field(min_length=1)
     title: str | None
     categories: str | None
+    tags: str | None
 
 
 class ItemsSection(Section):
@@ -192,6 +193,12 @@ class RecommendSection(Section):
     popular_n: int = Field(ge=1)
 
 
+class ColdStartSection(Section):
+    min_users: int = Field(ge=1)
+    similar_n: int = Field(ge=1)
+    per_category: int = Field(ge=1)
+
+
 class StoreSection(Section):
     url: str
     cluster: bool
@@ -243,6 +250,8 @@ class ApiSection(Section):
     pointer_refresh_seconds: float = Positive
     default_n: int = Field(ge=1)
     max_n: int = Field(ge=1)
+    max_exclude: int = Field(ge=0)
+    exploration_slots: int = Field(ge=0)
 
     @model_validator(mode="after")
     def _default_n_within_max(self) -> ApiSection:
@@ -281,6 +290,7 @@ class Config(Section):
     train: TrainSection
     evaluate: EvaluateSection
     recommend: RecommendSection
+    cold_start: ColdStartSection
     store: StoreSection
     publish: PublishSection
     api: ApiSection
@@ -299,6 +309,17 @@ class Config(Section):
             raise ValueError(f"at most one experiment can be enabled at a time, found {enabled}")
         return experiments
 
+    @model_validator(mode="after")
+    def _lists_hold_max_n(self) -> Config:
+        if self.recommend.top_n < self.api.max_n:
+            raise ValueError(
+                f"recommend.top_n ({self.recommend.top_n}) must be at least api.max_n ({self.api.max_n}): "
+                "stored lists must hold the longest answer"
+            )
+        if self.api.exploration_slots > self.api.max_n:
+            raise ValueError("api.exploration_slots must not exceed api.max_n")
+        return self
+
     def active_experiment(self) -> tuple[str, ExperimentSection] | None:
         """The enabled experiment (name, settings), or None."""
         return next(((name, e) for name, e in self.experiments.items() if e.enabled), None)
@@ -311,6 +332,15 @@ class Config(Section):
         name, experiment = active
         shares = {variant: settings.share for variant, settings in experiment.variants.items()}
         return {"name": name, "salt": experiment.salt, "control": experiment.control, "shares": shares}
+
+    def reference_als_variant(self) -> str | None:
+        """The variant whose ALS model stands for the run (its "als" metrics, its item-to-item
+        lists): the control when it is ALS, else the first ALS variant; None without one."""
+        als = [variant.name for variant in self.variants() if variant.model == "als"]
+        active = self.active_experiment()
+        if active and active[1].control in als:
+            return active[1].control
+        return als[0] if als else None
 
     def variants(self) -> list[RunVariant]:
         """The model variants a run trains and publishes: the enabled experiment's, or one

@@ -106,7 +106,7 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
         "popularity": score_recommender(popular_top, relevant, k, catalog_size),
         "variants": variants,
     }
-    reference = _reference_als_variant(cfg)
+    reference = cfg.reference_als_variant()
     if reference is not None:
         report["als"] = variants[reference]
     marked.unpersist()
@@ -114,15 +114,6 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
     relevant.unpersist()
     seen.unpersist()
     return report
-
-
-def _reference_als_variant(cfg: Config) -> str | None:
-    """The variant whose figures stand for "ALS": the control, else the first ALS variant."""
-    als = [variant.name for variant in cfg.variants() if variant.model == "als"]
-    active = cfg.active_experiment()
-    if active and active[1].control in als:
-        return active[1].control
-    return als[0] if als else None
 
 
 def _has_timestamps(interactions: DataFrame) -> bool:

@@ -35,7 +35,6 @@ def make_run_id(run_date: str, finalized_at: dt.datetime) -> str:
     return f"{run_date}_{stamp:%Y%m%dT%H%M%S}{stamp.microsecond // 1000:03d}Z"
 
 
-
 def build_manifest(
     config: dict, reports: dict, run_date: str, finalized_at: dt.datetime, version: str, layout: RunLayout
 ) -> dict:
@@ -55,7 +54,10 @@ def build_manifest(
             "item_meta": prepare.get("item_meta", {}),
             "output": recommend["output"],
         },
-        "metrics": {key: evaluate[key] for key in ("k", "split", "als", "popularity", "variants") if key in evaluate},
+        "metrics": {
+            **{key: evaluate[key] for key in ("k", "split", "als", "popularity", "variants") if key in evaluate},
+            "cold_start": reports.get("similar", {}).get("evaluation"),
+        },
         "variants": recommend["variants"],
         "experiment": recommend["experiment"],
         "timings_seconds": {stage: reports[stage]["seconds"] for stage in PIPELINE.build_stages},

@@ -174,29 +174,39 @@ def index_pairs(pairs: DataFrame, users: DataFrame, items: DataFrame) -> DataFra
 
 
 def standardize_item_meta(raw: DataFrame, columns: Mapping[str, str | None], categories_delimiter: str) -> DataFrame:
-    """Parse item metadata (columns named for item, title and categories; the last two optional)
-    to item_raw, item_id, title, categories (array) and a ``reason``."""
-    import re
-
+    """Parse item metadata (columns named for item, title, categories and tags; all but item
+    optional) to item_raw, item_id, title, categories and tags (sorted distinct arrays) and a
+    ``reason``."""
     from pyspark.sql import functions as F
 
     item = F.trim(F.col(columns["item"]))
     title = F.col(columns["title"]) if columns.get("title") else F.lit(None).cast("string")
-    categories = F.array().cast("array<string>")
-    if columns.get("categories"):
-        pattern = re.escape(categories_delimiter)
-        pieces = F.transform(F.split(F.coalesce(F.col(columns["categories"]), F.lit("")), pattern), F.trim)
-        categories = F.array_sort(F.array_distinct(F.filter(pieces, lambda c: c != "")))
+    categories = _delimited_set(columns.get("categories"), categories_delimiter)
+    tags = _delimited_set(columns.get("tags"), categories_delimiter)
     reason = F.coalesce(F.when(F.col(CORRUPT_RECORD).isNotNull(), F.lit("malformed_row")), id_rejection(item, "item"))
     return raw.select(
         F.col(columns["item"]).alias("item_raw"),
         item.alias("item_id"),
         title.alias("title"),
         categories.alias("categories"),
+        tags.alias("tags"),
         F.col(CORRUPT_RECORD).alias("raw_record"),
         F.col(SOURCE_FILE),
         reason.alias("reason"),
     )
+
+
+def _delimited_set(column: str | None, delimiter: str) -> Column:
+    """A text column split on the delimiter into a sorted array of distinct, trimmed, non-empty
+    values; an empty array when the column is not configured."""
+    import re
+
+    from pyspark.sql import functions as F
+
+    if not column:
+        return F.array().cast("array<string>")
+    pieces = F.transform(F.split(F.coalesce(F.col(column), F.lit("")), re.escape(delimiter)), F.trim)
+    return F.array_sort(F.array_distinct(F.filter(pieces, lambda value: value != "")))
 
 
 def mark_duplicate_items(meta: DataFrame) -> DataFrame:
@@ -363,9 +373,9 @@ def _prepare_item_meta(spark: SparkSession, items_cfg: ItemsSection, layout: Run
     parsed = mark_duplicate_items(parsed).cache()
     with refusing_header_mismatch():
         reasons = {row["reason"]: row["count"] for row in parsed.groupBy("reason").count().collect()}
-    rejected = parsed.where("reason IS NOT NULL").drop("item_id", "title", "categories")
+    rejected = parsed.where("reason IS NOT NULL").drop("item_id", "title", "categories", "tags")
     rejected.write.mode("overwrite").parquet(layout.quarantine_items)
-    parsed.where("reason IS NULL").select("item_id", "title", "categories").write.mode("overwrite").parquet(
+    parsed.where("reason IS NULL").select("item_id", "title", "categories", "tags").write.mode("overwrite").parquet(
         layout.item_meta
     )
     parsed.unpersist()

@@ -33,9 +33,23 @@ if TYPE_CHECKING:
     from conf.schema import Config
 
 
-def user_lists(recommendations: DataFrame) -> DataFrame:
-    """One row per user and variant: variant, user_id and items (array of item_id, score), best first."""
-    return collect_ranked(recommendations, ("variant", "user_id"), "rank", ("item_id", "score"), "items")
+def user_lists(recommendations: DataFrame, context: DataFrame | None = None) -> DataFrame:
+    """One row per user and variant: variant, user_id, items (array of item_id, score), best
+    first, and the user's seen_popular and top_categories from ``context`` (empty without it)."""
+    from pyspark.sql import functions as F
+
+    lists = collect_ranked(recommendations, ("variant", "user_id"), "rank", ("item_id", "score"), "items")
+    empty = F.array().cast("array<string>")
+    if context is None:
+        return lists.select("*", empty.alias("seen_popular"), empty.alias("top_categories"))
+    joined = lists.join(context, "user_id", "left")
+    seen, strongest = F.coalesce("seen_popular", empty), F.coalesce("top_categories", empty)
+    return joined.select("variant", "user_id", "items", seen.alias("seen_popular"), strongest.alias("top_categories"))
+
+
+def similar_lists(similar: DataFrame) -> DataFrame:
+    """One row per item: item_id, method and items (array of similar_item_id, score), best first."""
+    return collect_ranked(similar, ("item_id", "method"), "rank", ("similar_item_id", "score"), "items")
 
 
 def popular_lists(popular: DataFrame) -> PopularLists:
@@ -47,8 +61,9 @@ def popular_lists(popular: DataFrame) -> PopularLists:
     return lists
 
 
-def load_user_lists(lists: DataFrame, settings: RedisSettings, prefix: str, run_id: str, batch_size: int) -> int:
-    """Write every user's list from the executors, pipelined in batches; return keys written.
+def load_lists(lists: DataFrame, kind: str, settings: RedisSettings, prefix: str, run_id: str, batch_size: int) -> int:
+    """Write every row of ``lists`` (``kind`` "user": user_lists rows; "similar": similar_lists
+    rows) as one key each from the executors, pipelined in batches; return keys written.
 
     Each partition reaches Python as Arrow record batches (mapInArrow, the columnar form of
     foreachPartition) and yields how many keys it wrote; a retried task rewrites the same keys
@@ -60,13 +75,14 @@ def load_user_lists(lists: DataFrame, settings: RedisSettings, prefix: str, run_
 
         from store.connection import connect
         from store.contract import KeyLayout
-        from store.writer import user_list_writes
+        from store.writer import similar_list_writes, user_list_writes
 
         client, keys = connect(settings), KeyLayout(prefix)
+        rows, writes = (_user_rows, user_list_writes) if kind == "user" else (_similar_rows, similar_list_writes)
         try:
             pipe = client.pipeline(transaction=False)
             for batch in batches:
-                for key, value in user_list_writes(_batch_lists(batch), keys, run_id):
+                for key, value in writes(rows(batch), keys, run_id):
                     pipe.set(key, value)
                     if len(pipe) >= batch_size:
                         pipe.execute()
@@ -78,32 +94,71 @@ def load_user_lists(lists: DataFrame, settings: RedisSettings, prefix: str, run_
     return int(lists.mapInArrow(write_partition, "written long").agg(F.sum("written")).first()[0] or 0)
 
 
-def _batch_lists(batch):
-    """(variant, user_id, [(item_id, score), ...]) from an Arrow batch of user_lists rows."""
-    variants, users = batch.column("variant").to_pylist(), batch.column("user_id").to_pylist()
-    items = batch.column("items")
+def _ranked(batch, column: str, id_field: str):
+    """Each row's ranked list of an Arrow list-of-struct column, as [(id, score), ...]."""
+    items = batch.column(column)
     offsets = items.offsets.to_pylist()
-    item_ids, scores = items.values.field("item_id").to_pylist(), items.values.field("score").to_pylist()
-    for row, user_id in enumerate(users):
-        start, end = offsets[row], offsets[row + 1]
-        yield variants[row], user_id, list(zip(item_ids[start:end], scores[start:end], strict=True))
+    ids, scores = items.values.field(id_field).to_pylist(), items.values.field("score").to_pylist()
+    bounds = zip(offsets[:-1], offsets[1:], strict=True)
+    return [list(zip(ids[start:end], scores[start:end], strict=True)) for start, end in bounds]
+
+
+def _user_rows(batch):
+    """(variant, user_id, items, seen, categories) from an Arrow batch of user_lists rows."""
+    return zip(
+        batch.column("variant").to_pylist(), batch.column("user_id").to_pylist(), _ranked(batch, "items", "item_id"),
+        batch.column("seen_popular").to_pylist(), batch.column("top_categories").to_pylist(), strict=True,
+    )  # fmt: skip
+
+
+def _similar_rows(batch):
+    """(item_id, method, items) from an Arrow batch of similar_lists rows."""
+    return zip(batch.column("item_id").to_pylist(), batch.column("method").to_pylist(),
+               _ranked(batch, "items", "similar_item_id"), strict=True)  # fmt: skip
 
 
 def spark_loader(spark: SparkSession, layout: RunLayout, settings: RedisSettings, prefix: str, batch_size: int):
     """The load step of the publish sequence for one run folder: user lists (one per user and
-    variant) from the executors, their count from the Parquet (verification compares the two),
-    popular lists collected."""
+    variant) and item-to-item lists from the executors, their counts from the Parquet
+    (verification compares them with the keys), and the short documents collected."""
 
     def load(run_id: str) -> LoadedRun:
-        lists = user_lists(spark.read.parquet(layout.recommendations)).cache()
-        users = lists.count()
+        context = _optional(spark, layout.user_context)
+        lists = user_lists(spark.read.parquet(layout.recommendations), context).cache()
+        similar = _optional(spark, layout.similar)
+        similar = similar_lists(similar).cache() if similar is not None else None
+        users, items = lists.count(), similar.count() if similar is not None else 0
         started = time.monotonic()
-        written = load_user_lists(lists, settings, prefix, run_id, batch_size)
+        written = load_lists(lists, "user", settings, prefix, run_id, batch_size)
+        if similar is not None:
+            written += load_lists(similar, "similar", settings, prefix, run_id, batch_size)
+            similar.unpersist()
         write_seconds = time.monotonic() - started
         lists.unpersist()
-        return LoadedRun(users, written, popular_lists(spark.read.parquet(layout.popular)), write_seconds)
+        popular = popular_lists(spark.read.parquet(layout.popular))
+        return LoadedRun(users, written, popular, write_seconds, items, *_catalogue(spark, layout))
 
     return load
+
+
+def _optional(spark: SparkSession, path: str) -> DataFrame | None:
+    return spark.read.parquet(path) if storage.exists(spark, f"{path}/_SUCCESS") else None
+
+
+def _catalogue(spark: SparkSession, layout: RunLayout) -> tuple[dict, dict]:
+    """Each item's categories (from the item metadata) and each category's cold items, collected
+    to the driver: the API holds both in memory."""
+    meta, cold = _optional(spark, layout.item_meta), _optional(spark, layout.cold)
+    categories = (
+        {row["item_id"]: list(row["categories"]) for row in meta.select("item_id", "categories").collect()}
+        if meta
+        else {}
+    )
+    by_category: dict[str, list[str]] = {}
+    if cold is not None:
+        for row in cold.orderBy("category", "rank").collect():
+            by_category.setdefault(row["category"], []).append(row["item_id"])
+    return categories, by_category
 
 
 def run(spark: SparkSession, cfg: Config, layout: RunLayout, rollback: bool = False) -> dict:

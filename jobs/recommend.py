@@ -7,6 +7,10 @@ Writes ``recommendations`` (variant, user_id, rank, item_id, score; partitioned 
 with the original string ids, and ``popular`` (scope, category, rank, item_id, score): scope
 ``all`` is the overall list, scope ``category`` one list per category when item metadata was
 given. Every variant shares the prepared data and the seen items, read once.
+
+Also ``user_context`` (user_id, seen_popular, top_categories): which items of the popular
+lists each user has seen, so the API can top up a filtered list without them, and each user's
+strongest categories, for exploration slots.
 """
 
 from __future__ import annotations
@@ -74,6 +78,45 @@ def category_popular(popularity: DataFrame, items: DataFrame, item_meta: DataFra
     )
 
 
+TOP_CATEGORIES = 3
+
+
+def user_context(
+    interactions: DataFrame, users: DataFrame, items: DataFrame, popular: DataFrame, item_meta: DataFrame | None
+) -> DataFrame:
+    """Per user: the items of any popular list they have seen (seen_popular) and their
+    TOP_CATEGORIES strongest categories by interactions, ties by name (top_categories)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    with_ids = interactions.select("user_idx", "item_idx").join(items, "item_idx")
+    popular_items = F.broadcast(popular.select("item_id").distinct())
+    seen_popular = (
+        with_ids.join(popular_items, "item_id")
+        .groupBy("user_idx")
+        .agg(F.array_sort(F.collect_set("item_id")).alias("seen_popular"))
+    )
+    context = users.join(seen_popular, "user_idx", "left")
+    if item_meta is None:
+        strongest = None
+    else:
+        per_category = with_ids.join(item_meta.select("item_id", F.explode("categories").alias("category")), "item_id")
+        counts = per_category.groupBy("user_idx", "category").count()
+        order = Window.partitionBy("user_idx").orderBy(F.desc("count"), "category")
+        ranked = counts.withColumn("position", F.row_number().over(order)).where(F.col("position") <= TOP_CATEGORIES)
+        strongest = ranked.groupBy("user_idx").agg(
+            F.transform(F.array_sort(F.collect_list(F.struct("position", "category"))), lambda c: c["category"]).alias(
+                "top_categories"
+            )
+        )
+        context = context.join(strongest, "user_idx", "left")
+    empty = F.array().cast("array<string>")
+    top = F.coalesce(F.col("top_categories"), empty) if strongest is not None else empty
+    return context.select(
+        "user_id", F.coalesce(F.col("seen_popular"), empty).alias("seen_popular"), top.alias("top_categories")
+    )
+
+
 def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
     """Write this run's recommendations and popular lists; return their counts."""
     from pyspark.ml.recommendation import ALSModel
@@ -100,6 +143,9 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
             category_popular(popularity, items, spark.read.parquet(layout.item_meta), popular_n)
         )
     popular.write.mode("overwrite").parquet(layout.popular)
+    item_meta = spark.read.parquet(layout.item_meta) if has_meta else None
+    context = user_context(interactions, users, items, spark.read.parquet(layout.popular), item_meta)
+    context.write.mode("overwrite").parquet(layout.user_context)
 
     popularity.unpersist()
     written = spark.read.parquet(layout.recommendations)

@@ -67,7 +67,12 @@ STAGES: tuple[Stage, ...] = (
     Stage(
         "recommend", "jobs.recommend", BUILD, "top-N lists per variant and popular lists",
         reads=("interactions", "users", "items", "item_meta", "models"),
-        writes={"recommendations": "recommendations", "popular": "popular"},
+        writes={"recommendations": "recommendations", "popular": "popular", "user_context": "user_context"},
+    ),
+    Stage(
+        "similar", "jobs.similar", BUILD, "item-to-item lists, cold items per category, cold-start evaluation",
+        reads=("interactions", "items", "item_meta", "models"),
+        writes={"similar": "similar", "cold": "cold"},
     ),
     Stage(
         "finalize", "jobs.finalize", FINALIZE, "manifest.json, the completion marker",
@@ -76,7 +81,7 @@ STAGES: tuple[Stage, ...] = (
     ),
     Stage(
         "publish", "jobs.publish", PUBLISH, "the run in Redis, made current in one atomic step",
-        reads=("manifest", "recommendations", "popular"),
+        reads=("manifest", "recommendations", "popular", "user_context", "similar", "cold", "item_meta"),
     ),
 )  # fmt: skip
 

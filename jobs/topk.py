@@ -56,36 +56,30 @@ def nearest_by_cosine(queries: np.ndarray, query_ids: np.ndarray, candidates: np
 
 
 def nearest_items(item_factors: DataFrame, k: int, partitions: int) -> DataFrame:
-    """The k most cosine-similar items of every item by its ALS factors: item_idx, similar
-    (array of struct<item_idx, score>), best first; an item is never in its own list.
-    ``item_factors``: item_idx int, features array<float>, with dense indices 0..n-1."""
-    from pyspark.sql import functions as F
-
-    spark = item_factors.sparkSession
-    rows = item_factors.select("item_idx", "features").collect()
-    size = max((row["item_idx"] for row in rows), default=-1) + 1
-    matrix = np.zeros((size, len(rows[0]["features"]) if rows else 0), dtype=np.float32)
-    for row in rows:
-        matrix[row["item_idx"]] = row["features"]
-    shared = spark.sparkContext.broadcast(matrix)
+    """The k most cosine-similar items of every item by its factors, among the same items:
+    item_idx, similar (array of struct<item_idx, score>), best first; an item is never in its
+    own list. ``item_factors``: item_idx int, features array<float>. The factor matrix is
+    broadcast to every task; the tasks score their share of the items against all of it."""
+    rows = item_factors.select("item_idx", "features").orderBy("item_idx").collect()
+    ids = np.asarray([row["item_idx"] for row in rows], dtype=np.int64)
+    matrix = np.asarray([row["features"] for row in rows], dtype=np.float32).reshape(len(rows), -1)
+    shared = item_factors.sparkSession.sparkContext.broadcast((ids, matrix))
 
     def score_partition(batches):
         import pyarrow as pa
 
+        all_ids, all_factors = shared.value
         for batch in batches:
-            ids = np.asarray(batch.column("item_idx").to_numpy(zero_copy_only=False), dtype=np.int64)
-            queries = shared.value[ids]
+            queries = np.searchsorted(all_ids, batch.column("item_idx").to_numpy(zero_copy_only=False))
             out_ids, out_similar = [], []
-            for item, similar, scores in nearest_by_cosine(queries, ids, shared.value, k):
-                out_ids.append(item)
-                pairs = zip(similar, scores, strict=True)
-                out_similar.append([{"item_idx": int(i), "score": float(s)} for i, s in pairs])
+            for position, similar, scores in nearest_by_cosine(all_factors[queries], queries, all_factors, k):
+                out_ids.append(int(all_ids[position]))
+                pairs = zip(all_ids[similar].tolist(), scores.tolist(), strict=True)
+                out_similar.append([{"item_idx": item, "score": score} for item, score in pairs])
             yield pa.RecordBatch.from_pydict({"item_idx": out_ids, "similar": out_similar}, schema=_similar_schema())
 
     schema = "item_idx int, similar array<struct<item_idx:int,score:float>>"
-    return item_factors.select("item_idx").repartition(partitions).mapInArrow(score_partition, schema).select(
-        "item_idx", F.col("similar")
-    )
+    return item_factors.select("item_idx").repartition(partitions).mapInArrow(score_partition, schema)
 
 
 def _similar_schema():

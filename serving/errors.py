@@ -10,7 +10,7 @@ import logging
 from flask import Flask, jsonify
 from werkzeug.exceptions import HTTPException
 
-from store.errors import NoCurrentRun, StoreDataError, StoreUnavailable, UnknownCategory, UnknownVariant
+from store.errors import NoCurrentRun, StoreDataError, StoreUnavailable, UnknownCategory, UnknownItem, UnknownVariant
 
 log = logging.getLogger("recs.api")
 
@@ -48,6 +48,7 @@ STORE_ERRORS = {
     NoCurrentRun: (503, "no_published_run", "no recommendations have been published yet"),
     StoreDataError: (500, "store_data_error", "stored data is invalid"),
     UnknownCategory: (404, "not_found", None),
+    UnknownItem: (404, "not_found", None),
     UnknownVariant: (400, "bad_request", None),
 }
 

@@ -10,8 +10,9 @@ from importlib import resources
 from flask import Blueprint, current_app, jsonify, request
 from werkzeug.routing import PathConverter
 
+from serving.composition import Entry, compose
 from serving.errors import BadRequest
-from serving.validation import checked_id, checked_name, parse_n
+from serving.validation import checked_id, checked_name, parse_exclude, parse_n
 from store.experiments import ASSIGNED, FALLBACK, FORCED, RecId
 from store.reader import FALLBACK as FALLBACK_SOURCE
 from store.reader import Answer, StoreReader
@@ -40,27 +41,52 @@ def requested_n() -> int:
     return parse_n(request.args, settings.default_n, settings.max_n)
 
 
-def ranked_items(answer: Answer, n: int) -> list[dict]:
-    """The answer's first n entries as JSON objects with 1-based ranks."""
-    return [{"item_id": item, "score": score, "rank": rank} for rank, (item, score) in enumerate(answer.items[:n], 1)]
+def entries_json(entries: list[Entry]) -> list[dict]:
+    """Entries as JSON objects with 1-based ranks and their sources."""
+    return [
+        {"item_id": e.item_id, "score": e.score, "rank": rank, "source": e.source} for rank, e in enumerate(entries, 1)
+    ]
+
+
+def ranked_json(items, n: int) -> list[dict]:
+    """A ranked list's first n entries as JSON objects with 1-based ranks."""
+    return [{"item_id": item, "score": score, "rank": rank} for rank, (item, score) in enumerate(items[:n], 1)]
+
+
+def requested_category() -> str | None:
+    """The ``category`` parameter, if given, checked like an id."""
+    category = request.args.get("category")
+    return None if category is None else checked_id(category, "category")
 
 
 @api.get("/recommendations/<any_text:user_id>")
 def recommendations(user_id: str):
     """Top-N for one user in their experiment variant (or ?variant=, forced for QA and kept
-    out of the statistics); unknown users get the popular list. ``rec_id`` names this response
-    for the events about it."""
+    out of the statistics), optionally in one ``category`` and without the ``exclude``d items;
+    unknown users get the popular list. ``rec_id`` names this response for its events."""
     user_id = checked_id(user_id, "user_id")
-    n = requested_n()
+    n, category = requested_n(), requested_category()
+    settings = current_app.config["RECS"].api
+    exclude = parse_exclude(request.args.get("exclude"), settings.max_exclude)
     forced = request.args.get("variant")
     if forced is not None:
         forced = checked_name(forced, "variant")
     answer = reader().recommendations(user_id, forced_variant=forced)
+    entries = compose(answer, n, category, exclude, settings.exploration_slots, user_id)
     rec_id = RecId.new(answer.run_id, answer.experiment, answer.variant, _mode(answer))
     return jsonify(
         user_id=user_id, run_id=answer.run_id, source=answer.source, experiment=answer.experiment,
-        variant=answer.variant, forced=answer.forced, rec_id=str(rec_id), items=ranked_items(answer, n),
+        variant=answer.variant, forced=answer.forced, rec_id=str(rec_id), items=entries_json(entries),
     )  # fmt: skip
+
+
+@api.get("/similar/<any_text:item_id>")
+def similar(item_id: str):
+    """Items like this one: by ALS factors for warm items, by metadata for cold ones."""
+    item_id = checked_id(item_id, "item_id")
+    n = requested_n()
+    run_id, method, items = reader().similar(item_id)
+    return jsonify(item_id=item_id, run_id=run_id, method=method, items=ranked_json(items, n))
 
 
 def _mode(answer: Answer) -> str:
@@ -80,12 +106,10 @@ def recommendations_without_user():
 @api.get("/popular")
 def popular():
     """The popular list, overall or for ?category=."""
-    category = request.args.get("category")
-    if category is not None:
-        category = checked_id(category, "category")
+    category = requested_category()
     n = requested_n()
     answer = reader().popular(category)
-    return jsonify(run_id=answer.run_id, source=answer.source, category=category, items=ranked_items(answer, n))
+    return jsonify(run_id=answer.run_id, source=answer.source, category=category, items=ranked_json(answer.items, n))
 
 
 @ops.get("/healthz")

@@ -28,6 +28,16 @@ def parse_n(args: Mapping[str, str], default: int, maximum: int) -> int:
     return n
 
 
+def parse_exclude(raw: str | None, maximum: int) -> frozenset[str]:
+    """The ``exclude`` parameter: comma-separated item ids, at most ``maximum`` of them."""
+    if raw is None:
+        return frozenset()
+    ids = raw.split(",")
+    if len(ids) > maximum:
+        raise BadRequest(f"exclude takes at most {maximum} item ids, got {len(ids)}")
+    return frozenset(checked_id(value, "exclude item id") for value in ids)
+
+
 def checked_id(value: str, name: str) -> str:
     """A user, item or category id from the request, normalized, if the store contract allows it."""
     value = normalize_id(value)

@@ -11,9 +11,12 @@ Keys, for key prefix P (``recs`` by default), run id R, variant V and experiment
     {P}:runs                     zset     run ids known to the store, score 0, ordered by id
     {P}:lock:publish             string   publisher lock token (with a TTL)
     P:run:R:meta                 string   JSON run metadata (see RUN_META_FIELDS below)
-    P:run:R:user:V:<user_id>     string   JSON top-N list for one user in variant V
+    P:run:R:user:V:<user_id>     string   JSON user list: candidates, seen popular items, top categories
     P:run:R:popular:all          string   JSON popular list (unknown-user fallback)
     P:run:R:popular:category:<c> string   JSON popular list of one category
+    P:run:R:similar:<item_id>    string   JSON item-to-item list and how it was made (als, content)
+    P:run:R:item_categories      string   JSON {item_id: [category, ...]} of the run's catalogue
+    P:run:R:cold                 string   JSON {category: [cold item_id, ...]} for exploration
     {P:events}:stream            stream   every accepted event
     {P:events}:trimmed_before    string   stream id below which entries were exported and trimmed
     {P:events}:exp:X:definition    string   JSON experiment definition as last published
@@ -42,6 +45,7 @@ MAX_ID_LENGTH = 256
 # The variant of a run without an experiment.
 DEFAULT_VARIANT = "default"
 EVENT_TYPES = ("impression", "click", "conversion")
+SIMILAR_METHODS = ("als", "content")
 # Experiment and variant names: they appear in keys, so no colons or braces.
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 # ASCII control characters: refused in ids by the API and quarantined by prepare.
@@ -146,6 +150,19 @@ class KeyLayout:
         """SCAN pattern matching the per-user keys of one run, every variant."""
         return glob_escape(self.run_namespace(run_id)) + ":user:*"
 
+    def similar(self, run_id: str, item_id: str) -> str:
+        return f"{self.run_namespace(run_id)}:similar:{item_id}"
+
+    def similar_pattern(self, run_id: str) -> str:
+        """SCAN pattern matching the item-to-item keys of one run."""
+        return glob_escape(self.run_namespace(run_id)) + ":similar:*"
+
+    def item_categories(self, run_id: str) -> str:
+        return f"{self.run_namespace(run_id)}:item_categories"
+
+    def cold(self, run_id: str) -> str:
+        return f"{self.run_namespace(run_id)}:cold"
+
     @property
     def events_stream(self) -> str:
         return f"{{{self.prefix}:events}}:stream"
@@ -180,6 +197,55 @@ def decode_items(raw: bytes | str) -> list[tuple[str, float]]:
     ):
         raise ValueError("ranked list is not [[item_id, score], ...]")
     return [(item_id, float(score)) for item_id, score in value]
+
+
+def encode_user_list(items: Iterable[tuple[str, float]], seen: Iterable[str], categories: Iterable[str]) -> bytes:
+    """Encode a user's list: ``{"items": [[item_id, score], ...], "seen": [...], "categories": [...]}``,
+    items best first; seen are the popular-list items the user has seen, categories their strongest."""
+    pairs = [[str(item_id), float(f"{float(score):.{SCORE_DIGITS}g}")] for item_id, score in items]
+    document = {"items": pairs, "seen": list(seen), "categories": list(categories)}
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def decode_user_list(raw: bytes | str) -> tuple[list[tuple[str, float]], list[str], list[str]]:
+    """Decode a user's list written by encode_user_list: (items, seen, categories)."""
+    document = json.loads(raw)
+    if not isinstance(document, dict) or not {"items", "seen", "categories"} <= set(document):
+        raise ValueError("user list is not {items, seen, categories}")
+    return decode_items(json.dumps(document["items"])), _strings(document["seen"]), _strings(document["categories"])
+
+
+def encode_similar(method: str, items: Iterable[tuple[str, float]]) -> bytes:
+    """Encode an item-to-item list: ``{"method": "als" | "content", "items": [[item_id, score], ...]}``."""
+    pairs = [[str(item_id), float(f"{float(score):.{SCORE_DIGITS}g}")] for item_id, score in items]
+    return json.dumps({"method": method, "items": pairs}, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def decode_similar(raw: bytes | str) -> tuple[str, list[tuple[str, float]]]:
+    """Decode an item-to-item list written by encode_similar: (method, items)."""
+    document = json.loads(raw)
+    if not isinstance(document, dict) or document.get("method") not in SIMILAR_METHODS:
+        raise ValueError("item-to-item list is not {method, items}")
+    return document["method"], decode_items(json.dumps(document["items"]))
+
+
+def encode_mapping(mapping: dict[str, list[str]]) -> bytes:
+    """Encode a mapping of ids to id lists (item categories, cold items per category) as JSON."""
+    return json.dumps(mapping, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode("utf-8")
+
+
+def decode_mapping(raw: bytes | str) -> dict[str, tuple[str, ...]]:
+    """Decode a mapping written by encode_mapping."""
+    document = json.loads(raw)
+    if not isinstance(document, dict):
+        raise ValueError("mapping is not a JSON object")
+    return {str(key): tuple(_strings(values)) for key, values in document.items()}
+
+
+def _strings(values) -> list[str]:
+    if not isinstance(values, list) or not all(isinstance(value, str) for value in values):
+        raise ValueError("expected a list of strings")
+    return values
 
 
 # Fields every run's meta document carries; publishers may add more. ``variants`` lists the

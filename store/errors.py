@@ -28,3 +28,7 @@ class PublishRefused(StoreError):
 
 class UnknownVariant(StoreError):
     """The current run has no lists for the variant asked for."""
+
+
+class UnknownItem(StoreError):
+    """The current run has no list for the item asked for."""

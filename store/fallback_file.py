@@ -1,4 +1,4 @@
-"""The last loaded run's meta and popular list on local disk, as JSON, so that an API worker
+"""The last loaded run's meta and popular lists on local disk, as JSON, so that an API worker
 which starts while Redis is down can still answer with ``source: fallback``.
 
 The file names the store it came from (Redis address and key prefix, never the password) and
@@ -19,7 +19,7 @@ from store.contract import decode_items, decode_meta
 from store.snapshot import RunSnapshot
 
 log = logging.getLogger("recs.fallback")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class FallbackFile:
@@ -42,6 +42,9 @@ class FallbackFile:
             "run_id": snapshot.run_id,
             "meta": snapshot.meta,
             "popular": [list(pair) for pair in snapshot.popular],
+            "category_popular": {
+                category: [list(pair) for pair in items] for category, items in snapshot.category_popular.items()
+            },
         }
         tmp = None
         try:
@@ -64,8 +67,12 @@ class FallbackFile:
                 log.warning("ignoring fallback file %s: %s", self.path, problem)
                 return None
             popular = tuple(decode_items(json.dumps(document["popular"])))
+            categories = {
+                str(category): tuple(decode_items(json.dumps(items)))
+                for category, items in document["category_popular"].items()
+            }
             meta = decode_meta(json.dumps(document["meta"]))
-            return RunSnapshot(str(document["run_id"]), meta, popular, from_fallback_file=True)
+            return RunSnapshot(str(document["run_id"]), meta, popular, categories, from_fallback_file=True)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -26,8 +26,24 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from store.connection import connect, reader_settings, redis_address
-from store.contract import CONTRACT_VERSION, KeyLayout, decode_items, decode_meta
-from store.errors import NoCurrentRun, StoreDataError, StoreError, StoreUnavailable, UnknownCategory, UnknownVariant
+from store.contract import (
+    CONTRACT_VERSION,
+    KeyLayout,
+    decode_items,
+    decode_mapping,
+    decode_meta,
+    decode_similar,
+    decode_user_list,
+)
+from store.errors import (
+    NoCurrentRun,
+    StoreDataError,
+    StoreError,
+    StoreUnavailable,
+    UnknownCategory,
+    UnknownItem,
+    UnknownVariant,
+)
 from store.experiments import variant_or_default
 from store.fallback_file import FallbackFile
 from store.snapshot import RunSnapshot
@@ -42,14 +58,19 @@ DOWN_MODE_FALLBACK = "fallback"
 @dataclass(frozen=True)
 class Answer:
     """A list to serve: the run it came from, where in that run (``source``), its items, and
-    for a user's list the experiment and variant it belongs to and whether that was forced."""
+    for a user's list the experiment and variant it belongs to, whether that was forced, the
+    popular-list items the user has seen and their strongest categories; with the snapshot it
+    came from, for filtering."""
 
     run_id: str
     source: str
     items: RankedList
+    snapshot: RunSnapshot | None = None
     experiment: str | None = None
     variant: str | None = None
     forced: bool = False
+    seen: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
 
 
 class StoreReader:
@@ -126,38 +147,59 @@ class StoreReader:
                 log.warning("could not count the assignment of a user to %s/%s: %s", assignment.name, variant, counted)
             return found
 
-        def lookup() -> tuple[RankedList, str]:
-            items = self._ranked(self._call(fetch))
-            return (items, PERSONALIZED) if items is not None else (snapshot.popular, POPULAR)
+        def lookup() -> Answer:
+            raw = self._call(fetch)
+            if raw is None:
+                return Answer(snapshot.run_id, POPULAR, snapshot.popular)
+            try:
+                items, seen, categories = decode_user_list(raw)
+            except ValueError as exc:
+                raise StoreDataError(str(exc)) from exc
+            return Answer(snapshot.run_id, PERSONALIZED, items, seen=tuple(seen), categories=tuple(categories))
 
         answer = self._answer_or_fallback(snapshot, lookup)
         experiment = assignment.name if assignment else None
         return replace(answer, experiment=experiment, variant=variant, forced=forced_variant is not None)
 
-    def popular(self, category: str | None = None) -> Answer:
-        """The overall popular list (from memory), or one category's (one GET; no fallback)."""
+    def similar(self, item_id: str) -> tuple[str, str, RankedList]:
+        """An item's item-to-item list in the current run: (run id, method, items); one GET."""
         snapshot = self.current()
-        if category is None:
-            return self._answer_or_fallback(snapshot, lambda: (snapshot.popular, POPULAR))
-        key = self._keys.popular(snapshot.run_id, category)
-        items = self._ranked(self._call(lambda: self._client().get(key)))
-        if items is None:
-            raise UnknownCategory(f"category {category!r} has no popular list in run {snapshot.run_id}")
-        return Answer(snapshot.run_id, POPULAR, items)
+        raw = self._call(lambda: self._client().get(self._keys.similar(snapshot.run_id, item_id)))
+        if raw is None:
+            raise UnknownItem(f"item {item_id!r} has no item-to-item list in run {snapshot.run_id}")
+        try:
+            method, items = decode_similar(raw)
+        except ValueError as exc:
+            raise StoreDataError(str(exc)) from exc
+        return snapshot.run_id, method, items
 
-    def _answer_or_fallback(self, snapshot: RunSnapshot, lookup: Callable[[], tuple[RankedList, str]]) -> Answer:
+    def popular(self, category: str | None = None) -> Answer:
+        """The overall popular list, or one category's: both from memory."""
+        snapshot = self.current()
+        items = snapshot.popular if category is None else self.category_list(snapshot, category)
+        source = FALLBACK if snapshot.from_fallback_file else POPULAR
+        return Answer(snapshot.run_id, source, items, snapshot)
+
+    @staticmethod
+    def category_list(snapshot: RunSnapshot, category: str) -> RankedList:
+        """A category's popular list in the snapshot; UnknownCategory for one the run does not have."""
+        if category not in snapshot.category_popular:
+            raise UnknownCategory(f"category {category!r} is not in run {snapshot.run_id}")
+        return snapshot.category_popular[category]
+
+    def _answer_or_fallback(self, snapshot: RunSnapshot, lookup: Callable[[], Answer]) -> Answer:
         """The fallback rule, in one place: the run's overall popular list, held in memory, answers
         (source ``fallback``) when the snapshot came from the fallback file and Redis has not been
         seen since, or when Redis fails during the lookup and ``down_mode`` is ``fallback``."""
         if snapshot.from_fallback_file:
-            return Answer(snapshot.run_id, FALLBACK, snapshot.popular)
+            return Answer(snapshot.run_id, FALLBACK, snapshot.popular, snapshot)
         try:
-            items, source = lookup()
+            answer = lookup()
         except StoreUnavailable:
             if self._down_mode != DOWN_MODE_FALLBACK:
                 raise
-            return Answer(snapshot.run_id, FALLBACK, snapshot.popular)
-        return Answer(snapshot.run_id, source, items)
+            return Answer(snapshot.run_id, FALLBACK, snapshot.popular, snapshot)
+        return replace(answer, snapshot=snapshot)
 
     def readiness(self, now: dt.datetime) -> tuple[bool, dict]:
         """Whether the API can serve: Redis answers and a current run exists, with that run's age."""
@@ -246,34 +288,37 @@ class StoreReader:
             return self._snapshot
 
     def _load(self, run_id: str) -> RunSnapshot:
-        def fetch():
-            pipe = self._client().pipeline(transaction=False)
-            pipe.get(self._keys.meta(run_id))
-            pipe.get(self._keys.popular(run_id))
-            return pipe.execute()
-
-        meta_raw, popular_raw = self._call(fetch, probe=True)
-        if meta_raw is None or popular_raw is None:
-            raise StoreDataError(f"run {run_id} is current but its meta or popular list is missing")
+        """The run's meta, popular lists, item categories and cold items: two round trips."""
+        keys = self._keys
+        first = self._fetch([keys.meta(run_id), keys.popular(run_id), keys.item_categories(run_id), keys.cold(run_id)])
+        if any(raw is None for raw in first):
+            raise StoreDataError(f"run {run_id} is current but its meta, popular list or catalogue is missing")
+        meta_raw, popular_raw, categories_raw, cold_raw = first
         try:
             meta = decode_meta(meta_raw)
-            snapshot = RunSnapshot(run_id, meta, tuple(decode_items(popular_raw)))
-        except ValueError as exc:
+            if meta["contract_version"] != CONTRACT_VERSION:
+                raise ValueError(
+                    f"it was published under store contract {meta['contract_version']}, this API reads "
+                    f"{CONTRACT_VERSION}; publish a run with this version (docs/store-contract.md, Upgrading)"
+                )
+            categories = list(meta["categories"])
+            lists = self._fetch([keys.popular(run_id, category) for category in categories]) if categories else []
+            return RunSnapshot(
+                run_id, meta, tuple(decode_items(popular_raw)),
+                {category: tuple(decode_items(raw)) for category, raw in zip(categories, lists, strict=True) if raw},
+                decode_mapping(categories_raw), decode_mapping(cold_raw),
+            )  # fmt: skip
+        except (ValueError, TypeError) as exc:
             raise StoreDataError(f"run {run_id}: {exc}") from exc
-        if meta["contract_version"] != CONTRACT_VERSION:
-            raise StoreDataError(
-                f"run {run_id} was published under store contract {meta['contract_version']}, this API reads "
-                f"{CONTRACT_VERSION}; publish a run with this version (docs/store-contract.md, Upgrading)"
-            )
-        return snapshot
 
-    def _ranked(self, raw) -> list[tuple[str, float]] | None:
-        if raw is None:
-            return None
-        try:
-            return decode_items(raw)
-        except ValueError as exc:
-            raise StoreDataError(str(exc)) from exc
+    def _fetch(self, keys: list[str]) -> list:
+        def fetch():
+            pipe = self._client().pipeline(transaction=False)
+            for key in keys:
+                pipe.get(key)
+            return pipe.execute()
+
+        return self._call(fetch, probe=True)
 
     def _client(self):
         if self._client_instance is None:

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from store.contract import DEFAULT_VARIANT
 from store.experiments import Assignment
 
+RankedTuple = tuple[tuple[str, float], ...]
+
 
 @dataclass(frozen=True)
 class RunSnapshot:
-    """What a request needs of the current run, captured once and never changed."""
+    """What a request needs of the current run, captured once and never changed: its meta,
+    every popular list, each item's categories and each category's cold items."""
 
     run_id: str
     meta: dict
-    popular: tuple[tuple[str, float], ...]
+    popular: RankedTuple
+    category_popular: dict[str, RankedTuple] = field(default_factory=dict)
+    item_categories: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    cold: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # True when read from the fallback file at start-up, not yet confirmed by Redis.
     from_fallback_file: bool = False
 

@@ -16,9 +16,19 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from store.contract import CONTRACT_VERSION, DEFAULT_VARIANT, KeyLayout, check_run_id, encode_items, encode_meta
+from store.contract import (
+    CONTRACT_VERSION,
+    DEFAULT_VARIANT,
+    KeyLayout,
+    check_run_id,
+    encode_items,
+    encode_mapping,
+    encode_meta,
+    encode_similar,
+    encode_user_list,
+)
 from store.errors import PublishRefused
 from store.experiments import published_experiment
 from store.lock import publish_lock, renew_publish_lock
@@ -63,15 +73,19 @@ class PublishPolicy:
 
 @dataclass(frozen=True)
 class LoadedRun:
-    """What a load callable reports: the user lists the run has (one per user and variant;
-    verification expects one key each), the user keys it wrote, the run's popular lists for the
-    writer to store, and how long writing the keys took, when it can tell that apart from
-    reading its input."""
+    """What a load callable reports. It wrote the per-user and per-item keys itself: the user
+    lists the run has (one per user and variant) and the item-to-item lists (verification
+    expects one key each), and how many keys it wrote and how long that took, when it can tell
+    that apart from reading its input. The short documents it hands over for the writer to
+    store: popular lists, each item's categories, each category's cold items."""
 
     user_lists: int
     keys_written: int
     popular: PopularLists
     write_seconds: float | None = None
+    similar_lists: int = 0
+    item_categories: dict[str, list[str]] = field(default_factory=dict)
+    cold: dict[str, list[str]] = field(default_factory=dict)
 
 
 # Given the run id, write every user's list (encoded by user_list_writes) and report.
@@ -124,8 +138,9 @@ def _retained(client, keys: KeyLayout, run_id: str) -> dict | None:
     meta = read_run_meta(client, keys, run_id)
     if not meta or meta.get("status") != "complete":
         return None
-    lists = meta["counts"]["user_lists"]
-    return {"user_lists": lists, "reused": True} if why_not_servable(client, keys, run_id, lists) is None else None
+    lists, similar = meta["counts"]["user_lists"], meta["counts"].get("similar_lists", 0)
+    servable = why_not_servable(client, keys, run_id, lists, similar) is None
+    return {"user_lists": lists, "reused": True} if servable else None
 
 
 def _load_verified(
@@ -140,16 +155,18 @@ def _load_verified(
     loaded = load(run_id)
     load_seconds = time.monotonic() - started
     write_popular(client, keys, run_id, loaded.popular)
-    problem = why_not_servable(client, keys, run_id, loaded.user_lists)
+    write_catalogue(client, keys, run_id, loaded.item_categories, loaded.cold)
+    problem = why_not_servable(client, keys, run_id, loaded.user_lists, loaded.similar_lists)
     if problem:
         delete_run(client, keys, run_id, policy.batch_size)
         raise PublishRefused(f"{problem}; the run was removed and the current run is unchanged")
     # Only a verified run is marked complete: retention and rollback trust this status.
-    meta = build_run_meta(manifest, loaded.user_lists, loaded.popular, now(), experiment)
+    meta = build_run_meta(manifest, loaded, now(), experiment)
     write_meta(client, keys, run_id, meta)
     write_seconds = load_seconds if loaded.write_seconds is None else loaded.write_seconds
     return {
         "user_lists": loaded.user_lists,
+        "similar_lists": loaded.similar_lists,
         "keys_written": loaded.keys_written,
         "load_seconds": round(load_seconds, 3),
         "write_seconds": round(write_seconds, 3),
@@ -157,11 +174,10 @@ def _load_verified(
     }
 
 
-def build_run_meta(
-    manifest: dict, user_lists: int, popular: PopularLists, published_at: dt.datetime, experiment: dict | None
-) -> dict:
+def build_run_meta(manifest: dict, loaded: LoadedRun, published_at: dt.datetime, experiment: dict | None) -> dict:
     """The run's meta document in the store, from its manifest, what was loaded, and the
     experiment with its bucket allocation (published_experiment), if the run has one."""
+    popular = loaded.popular
     return {
         "contract_version": CONTRACT_VERSION,
         "run_id": manifest["run_id"],
@@ -170,9 +186,12 @@ def build_run_meta(
         "status": "complete",
         "code_version": manifest.get("code_version"),
         "counts": {
-            "user_lists": user_lists,
+            "user_lists": loaded.user_lists,
+            "similar_lists": loaded.similar_lists,
             "popular_items": len(popular.get(None, [])),
             "categories": len(popular) - 1,
+            "catalogue_items": len(loaded.item_categories),
+            "cold_items": len({item for items in loaded.cold.values() for item in items}),
         },
         "metrics": {name: manifest.get("metrics", {}).get(name) for name in ("k", "als", "popularity", "variants")},
         "categories": sorted(category for category in popular if category is not None),
@@ -189,10 +208,18 @@ def record_experiment_definition(client, keys: KeyLayout, meta: dict | None) -> 
         client.set(keys.experiment_definition(experiment["name"]), json.dumps(definition, sort_keys=True))
 
 
-def user_list_writes(rows: Iterable[tuple[str, str, RankedList]], keys: KeyLayout, run_id: str):
-    """(key, value) pairs for per-user lists given as (variant, user_id, items), encoded by the contract."""
-    for variant, user_id, items in rows:
-        yield keys.user_recs(run_id, variant, user_id), encode_items(items)
+def user_list_writes(rows: Iterable[tuple], keys: KeyLayout, run_id: str):
+    """(key, value) pairs for per-user lists given as (variant, user_id, items[, seen,
+    categories]), encoded by the contract."""
+    for variant, user_id, items, *context in rows:
+        seen, categories = context if context else ((), ())
+        yield keys.user_recs(run_id, variant, user_id), encode_user_list(items, seen, categories)
+
+
+def similar_list_writes(rows: Iterable[tuple[str, str, RankedList]], keys: KeyLayout, run_id: str):
+    """(key, value) pairs for item-to-item lists given as (item_id, method, items)."""
+    for item_id, method, items in rows:
+        yield keys.similar(run_id, item_id), encode_similar(method, items)
 
 
 def register_run(client, keys: KeyLayout, run_id: str) -> None:
@@ -213,11 +240,22 @@ def write_meta(client, keys: KeyLayout, run_id: str, meta: dict) -> None:
     client.set(keys.meta(run_id), encode_meta(meta))
 
 
-def why_not_servable(client, keys: KeyLayout, run_id: str, user_lists: int) -> str | None:
-    """Why a loaded run must not become current (wrong user key count, no popular list), or None."""
+def write_catalogue(client, keys: KeyLayout, run_id: str, item_categories: dict, cold: dict) -> None:
+    """Write the run's item-to-categories map and its cold items per category (one key each)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.set(keys.item_categories(run_id), encode_mapping(item_categories))
+    pipe.set(keys.cold(run_id), encode_mapping(cold))
+    pipe.execute()
+
+
+def why_not_servable(client, keys: KeyLayout, run_id: str, user_lists: int, similar_lists: int = 0) -> str | None:
+    """Why a loaded run must not become current (wrong key counts, no popular list), or None."""
     loaded = count_user_keys(client, keys, run_id)
     if loaded != user_lists:
         return f"Redis holds {loaded} user keys for run {run_id} but the run has {user_lists} user lists"
+    similar = sum(1 for _ in client.scan_iter(match=keys.similar_pattern(run_id), count=1000))
+    if similar != similar_lists:
+        return f"Redis holds {similar} item-to-item keys for run {run_id} but the run has {similar_lists}"
     if not client.exists(keys.popular(run_id)):
         return f"run {run_id} has no overall popular list"
     return None

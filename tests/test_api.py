@@ -3,36 +3,19 @@ checked against the checked-in OpenAPI document."""
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 import pytest
-from jsonschema import Draft202012Validator
-from referencing import Registry
-from referencing.jsonschema import DRAFT202012
-from responses import NO_EXPERIMENT, without_rec_id
+from responses import NO_EXPERIMENT, OPENAPI, assert_matches_openapi, without_rec_id
 from store_seeding import seed_run
 
 from serving import create_app
 from store.contract import KeyLayout
 
-OPENAPI = json.loads((Path(__file__).resolve().parents[1] / "serving" / "openapi.json").read_text())
-REGISTRY = Registry().with_resource("urn:openapi", DRAFT202012.create_resource(OPENAPI))
 RUN_A, RUN_B = "2026-11-28_20261128T020000000Z", "2026-11-29_20261129T020000000Z"
 USERS = {"alice": [("i1", 0.9), ("i2", 0.8), ("i3", 0.7)], "bob/with slash": [("i9", 0.5)], "ünïcode": [("i4", 0.4)]}
 POPULAR = [(f"p{k}", float(100 - k)) for k in range(30)]
 CATEGORIES = {"Drama": [("d1", 9.0), ("d2", 8.0)]}
-
-
-def assert_matches_openapi(response, path: str, method: str = "get") -> None:
-    """The response's status is documented for the path, and its body fits that schema."""
-    documented = OPENAPI["paths"][path][method]["responses"]
-    assert str(response.status_code) in documented, f"{response.status_code} not documented for {path}"
-    assert response.mimetype == "application/json"
-    pointer = "/".join(["#/paths", path.replace("/", "~1"), method, "responses", str(response.status_code)])
-    schema = {"$ref": "urn:openapi" + pointer + "/content/application~1json/schema"}
-    Draft202012Validator(schema, registry=REGISTRY).validate(response.get_json())
 
 
 def settings(redis_url: str, tmp_path, key_prefix: str = "recs", **api) -> dict:
@@ -68,15 +51,16 @@ def test_known_user_gets_personalized_list(client, seeded):
         "run_id": RUN_A,
         "source": "personalized",
         **NO_EXPERIMENT,
-        "items": [{"item_id": "i1", "score": 0.9, "rank": 1}, {"item_id": "i2", "score": 0.8, "rank": 2},
-                  {"item_id": "i3", "score": 0.7, "rank": 3}],
+        "items": [{"item_id": "i1", "score": 0.9, "rank": 1, "source": "personalized"},
+                  {"item_id": "i2", "score": 0.8, "rank": 2, "source": "personalized"},
+                  {"item_id": "i3", "score": 0.7, "rank": 3, "source": "personalized"}],
     }  # fmt: skip
     assert_matches_openapi(response, "/v1/recommendations/{user_id}")
 
 
 @pytest.mark.parametrize(("user", "path"), [("bob/with slash", "bob/with%20slash"), ("ünïcode", "%C3%BCn%C3%AFcode")])
 def test_ids_with_slashes_spaces_and_unicode(client, seeded, user, path):
-    body = client.get(f"/v1/recommendations/{path}").get_json()
+    body = client.get(f"/v1/recommendations/{path}?n=1").get_json()
     assert body["user_id"] == user and body["source"] == "personalized"
     assert [item["item_id"] for item in body["items"]] == [item for item, _ in USERS[user]]
 
@@ -95,14 +79,19 @@ def test_unknown_user_gets_the_popular_list(client, seeded):
         "run_id": RUN_A,
         "source": "popular",
         **NO_EXPERIMENT,
-        "items": [{"item_id": "p0", "score": 100.0, "rank": 1}, {"item_id": "p1", "score": 99.0, "rank": 2}],
-    }
+        "items": [{"item_id": "p0", "score": 100.0, "rank": 1, "source": "popular"},
+                  {"item_id": "p1", "score": 99.0, "rank": 2, "source": "popular"}],
+    }  # fmt: skip
     assert_matches_openapi(response, "/v1/recommendations/{user_id}")
 
 
-def test_n_defaults_from_config_and_stops_at_what_is_stored(client, seeded):
+def test_n_defaults_from_config_and_a_short_list_is_filled_from_the_popular_items(client, seeded):
     assert len(client.get("/v1/recommendations/alice").get_json()["items"]) == 2
-    assert len(client.get("/v1/recommendations/alice?n=20").get_json()["items"]) == 3
+    items = client.get("/v1/recommendations/alice?n=20").get_json()["items"]
+    assert [(item["item_id"], item["source"]) for item in items[:4]] == [
+        ("i1", "personalized"), ("i2", "personalized"), ("i3", "personalized"), ("p0", "popular")
+    ]  # fmt: skip
+    assert len(items) == 20 and [item["rank"] for item in items] == list(range(1, 21))
 
 
 def test_popular_overall_and_per_category(client, seeded):
@@ -196,7 +185,9 @@ def test_newly_published_run_is_served_within_the_refresh_interval(client, seede
     while client.get("/v1/recommendations/alice").get_json()["run_id"] != RUN_B:
         assert time.monotonic() < deadline, "new run not picked up within 2 s"
         time.sleep(0.02)
-    assert client.get("/v1/recommendations/alice").get_json()["items"] == [{"item_id": "new", "score": 1.0, "rank": 1}]
+    assert client.get("/v1/recommendations/alice?n=1").get_json()["items"] == [
+        {"item_id": "new", "score": 1.0, "rank": 1, "source": "personalized"}
+    ]
 
 
 def test_requests_do_not_read_the_pointer(app, client, seeded, redis_client):
@@ -224,8 +215,8 @@ def test_a_worker_started_during_an_outage_answers_from_the_fallback_file(own_re
         client = late.test_client()
         body = client.get("/v1/recommendations/alice?n=2").get_json()
         assert without_rec_id(body) == {"user_id": "alice", "run_id": RUN_A, "source": "fallback", **NO_EXPERIMENT,
-                        "items": [{"item_id": "p0", "score": 100.0, "rank": 1},
-                                  {"item_id": "p1", "score": 99.0, "rank": 2}]}  # fmt: skip
+                        "items": [{"item_id": "p0", "score": 100.0, "rank": 1, "source": "fallback"},
+                                  {"item_id": "p1", "score": 99.0, "rank": 2, "source": "fallback"}]}  # fmt: skip
         assert client.get("/v1/popular?n=1").get_json()["source"] == "fallback"
         assert client.get("/readyz").status_code == 503
         own_redis.start()

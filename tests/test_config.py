@@ -11,7 +11,7 @@ def test_repository_config_loads_with_laptop_defaults(base_config):
     assert base_config.spark.master == "local[*]"
     assert base_config.train.implicit_prefs is True and base_config.train.rank == 32
     assert base_config.store.url == "redis://127.0.0.1:6379/0" and base_config.store.key_prefix == "recs"
-    assert base_config.api.max_n == 100 and base_config.publish.keep_runs == 3
+    assert base_config.api.max_n == 20 and base_config.recommend.top_n == 100 and base_config.publish.keep_runs == 3
 
 
 def test_environment_overrides_are_parsed_as_yaml():
@@ -44,8 +44,9 @@ BAD_SETTINGS = [
     ({"RECS__STORE__URL": "http://u:secret@h/0"}, "store.url: must be a redis://, rediss:// or unix:// URL, got 'http://u:***@h/0'"),
     ({"RECS__API__MAX_M": "5"}, "unknown setting 'api.max_m'"),
     ({"RECS__API__DOWN_MODE": "ignore"}, "api.down_mode: Input should be 'fallback' or 'unavailable'"),
-    ({"RECS__API__DEFAULT_N": "500"}, "api: default_n (500) must not exceed max_n (100)"),
+    ({"RECS__API__DEFAULT_N": "500"}, "api: default_n (500) must not exceed max_n (20)"),
     ({"RECS__SCHEDULE__CRON": "nightly"}, "schedule.cron: is not a cron expression: 'nightly'"),
+    ({"RECS__RECOMMEND__TOP_N": "10"}, "config error: recommend.top_n (10) must be at least api.max_n (20)"),
     ({"RECS__EXPERIMENTS": "{x: {salt: s, control: a, variants: {a: {share: 0.99995}, b: {share: 0.00005}}}}"},
      "experiments.x.variants.b.share: Input should be greater than or equal to 0.0001"),
     ({"RECS__EXPERIMENTS": "{x: {salt: s, control: a, variants: {a: {share: 1.0}}}}"},

@@ -67,9 +67,10 @@ def test_task_edges_follow_the_stage_table(dag):
     assert downstream == {
         "export_events": {"prepare"},
         "prepare": {"train", "evaluate"},
-        "train": {"recommend"},
+        "train": {"recommend", "similar"},
         "evaluate": {"finalize"},
         "recommend": {"finalize"},
+        "similar": {"finalize"},
         "finalize": {"publish"},
         "publish": set(),
     }

@@ -45,6 +45,7 @@ def pipeline_env(tmp: Path, redis_url: str) -> dict[str, str]:
         "RECS__TRAIN__RANK": "16",
         "RECS__TRAIN__MAX_ITER": "16",  # above 15 on purpose: needs the checkpoint directory
         "RECS__RECOMMEND__TOP_N": str(TOP_N),
+        "RECS__API__MAX_N": str(TOP_N),
         "RECS__SCHEDULE__RETRIES": "0",
     }
     return project_env(
@@ -141,7 +142,7 @@ def test_als_beats_popularity_on_ndcg_on_the_same_holdout(dag_run):
 def test_manifest_is_complete(dag_run):
     manifest = dag_run["manifest"]
     assert manifest["run_id"].startswith(f"{RUN_DATE}_")
-    assert set(manifest["timings_seconds"]) == {"export_events", "prepare", "train", "evaluate", "recommend"}
+    assert set(manifest["timings_seconds"]) == {"export_events", "prepare", "train", "evaluate", "recommend", "similar"}
     assert manifest["variants"] == ["default"] and manifest["experiment"] is None
     assert manifest["config"]["input"]["format"] == "tsv"
     assert manifest["config"]["train"]["max_iter"] == 16

@@ -46,6 +46,7 @@ def run(spark, tmp_path_factory, redis_server, base_config):
         "store": {"url": redis_server.url},
         "train": {"rank": 8, "max_iter": 5, "num_user_blocks": 2, "num_item_blocks": 2},
         "recommend": {"top_n": 5},
+        "api": {"max_n": 5, "default_n": 5},
         "experiments": {"ranking": EXPERIMENT},
     })  # fmt: skip
     layout = RunLayout.from_config(cfg, RUN_DATE)
@@ -96,7 +97,7 @@ def test_one_model_per_als_variant_and_metrics_per_variant(spark, run):
 
 
 def test_all_variants_are_published_together_and_each_user_is_served_their_own(run, lists, redis_server):
-    app = create_app({"store": {"url": redis_server.url}, "api": {"fallback_file": None}})
+    app = create_app({"store": {"url": redis_server.url}, "api": {"fallback_file": None, "max_n": 5, "default_n": 5}})
     try:
         client = app.test_client()
         first = client.get("/v1/recommendations/nobody").get_json()
@@ -114,3 +115,56 @@ def test_all_variants_are_published_together_and_each_user_is_served_their_own(r
         assert [item["item_id"] for item in forced["items"]] == list(expected["item_id"])
     finally:
         app.extensions["recs_store"].close()
+
+
+def test_similar_lists_equal_a_brute_force_check_and_never_hold_the_item(spark, run):
+    import numpy as np
+    from pyspark.ml.recommendation import ALSModel
+
+    layout, cfg = run["layout"], run["cfg"]
+    similar = pd.read_parquet(layout.similar)
+    assert not (similar["item_id"] == similar["similar_item_id"]).any()
+    als = similar[similar["method"] == "als"]
+    items = spark.read.parquet(layout.items).toPandas().set_index("item_idx")["item_id"]
+    factors = ALSModel.load(layout.variant_path("models", "als")).itemFactors.toPandas()
+    interactions = pd.read_parquet(layout.interactions)
+    users = interactions.groupby("item_idx")["user_idx"].nunique()
+    warm = factors[factors["id"].map(users).fillna(0) >= cfg.cold_start.min_users].sort_values("id")
+    matrix = np.vstack(warm["features"].to_list())
+    unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    cosine = unit @ unit.T
+    np.fill_diagonal(cosine, -np.inf)
+    ids = [items[idx] for idx in warm["id"]]
+    sample = sorted(set(als["item_id"]))[:25]
+    assert len(sample) == 25
+    for item in sample:
+        row = ids.index(item)
+        expected = [ids[j] for j in np.argsort(-cosine[row], kind="stable")[: cfg.cold_start.similar_n]]
+        got = als[als["item_id"] == item].sort_values("rank")
+        assert list(got["similar_item_id"]) == expected, item
+        assert np.allclose(got["score"], np.sort(cosine[row])[::-1][: cfg.cold_start.similar_n], atol=1e-4)
+
+
+def test_cold_items_are_reachable_through_similar_lists_and_exploration(run, redis_server):
+    layout, manifest = run["layout"], run["manifest"]
+    cold = pd.read_parquet(layout.cold)
+    similar = pd.read_parquet(layout.similar)
+    assert len(cold) > 0 and set(similar.loc[similar["method"] == "content", "item_id"]) >= set(cold["item_id"])
+    api = {"fallback_file": None, "exploration_slots": 2, "max_n": 5, "default_n": 5}
+    app = create_app({"store": {"url": redis_server.url}, "api": api})
+    try:
+        client = app.test_client()
+        cold_item = sorted(cold["item_id"])[0]
+        body = client.get(f"/v1/similar/{cold_item}?n=5").get_json()
+        assert body["method"] == "content" and len(body["items"]) == 5
+        context = pd.read_parquet(layout.user_context)
+        explorer = context[context["top_categories"].map(len) > 0]["user_id"].iloc[0]
+        items = client.get(f"/v1/recommendations/{explorer}?n=5").get_json()["items"]
+        new = [item["item_id"] for item in items if item["source"] == "new"]
+        assert len(new) == 2 and set(new) <= set(cold["item_id"]) and items[-1]["source"] == "new"
+    finally:
+        app.extensions["recs_store"].close()
+    evaluation = manifest["metrics"]["cold_start"]
+    assert set(evaluation) >= {"cutoff", "new_items", "exploration", "similar_items"}, evaluation
+    for part in ("exploration", "similar_items"):
+        assert set(evaluation[part]) >= {"content", "popularity", "random"}, evaluation[part]

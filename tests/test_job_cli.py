@@ -25,7 +25,7 @@ def one_line(result: subprocess.CompletedProcess) -> str:
 
 def test_prepare_refuses_missing_input_with_exit_2(tmp_path):
     result = run_module(
-        "jobs.prepare", "--run-date", "2026-11-29",
+        "jobs.prepare", "--run-date", "2026-11-29", RECS__ITEMS__PATH="null",
         RECS__INPUT__PATH=str(tmp_path / "absent"), RECS__PATHS__RUNS_ROOT=str(tmp_path / "runs"),
     )  # fmt: skip
     assert result.returncode == 2, result.stderr[-2000:]

@@ -15,7 +15,7 @@ from jobs import publish, storage
 from jobs.run_layout import RunLayout
 from jobs.runner import JobError
 from store import admin, lock, writer
-from store.contract import KeyLayout, decode_items, decode_meta
+from store.contract import KeyLayout, decode_items, decode_meta, decode_user_list
 from store.errors import PublishRefused
 from store.registry import count_user_keys, known_runs
 from tools.processes import ROOT, project_env
@@ -57,7 +57,8 @@ def test_publish_loads_every_user_and_switches_the_pointer(spark, cfg, redis_cli
     assert redis_client.get(KEYS.current).decode() == run_id
     assert user_keys(redis_client, run_id) == 40
     expected = tagged_lists("a", 40, 5)["user_0007"]
-    assert decode_items(redis_client.get(KEYS.user_recs(run_id, "default", "user_0007"))) == expected
+    items, seen, categories = decode_user_list(redis_client.get(KEYS.user_recs(run_id, "default", "user_0007")))
+    assert (items, seen, categories) == (expected, [], []), "a run folder without user context"
     assert [item for item, _ in decode_items(redis_client.get(KEYS.popular(run_id)))][:2] == ["a-pop-01", "a-pop-02"]
     assert decode_items(redis_client.get(KEYS.popular(run_id, "Drama")))[0][0] == "a-drama-01"
     meta = decode_meta(redis_client.get(KEYS.meta(run_id)))
@@ -118,12 +119,12 @@ def test_retention_keeps_the_last_k_runs_and_rollback_steps_back(spark, cfg, red
 
 def test_a_short_load_is_not_made_current_and_is_removed(spark, cfg, redis_client, monkeypatch):
     publish.run(spark, cfg, make_run(spark, cfg, 0))
-    real_load = publish.load_user_lists
+    real_load = publish.load_lists
 
-    def lossy_load(lists, *args):
-        return real_load(lists.limit(30), *args)  # a writer that silently drops users
+    def lossy_load(lists, kind, *args):
+        return real_load(lists.limit(30), kind, *args)  # a writer that silently drops users
 
-    monkeypatch.setattr(publish, "load_user_lists", lossy_load)
+    monkeypatch.setattr(publish, "load_lists", lossy_load)
     with pytest.raises(PublishRefused, match="holds 30 user keys .* but the run has 40 user lists"):
         publish.run(spark, cfg, make_run(spark, cfg, 1))
     assert redis_client.get(KEYS.current).decode() == RUNS[0][1]
@@ -179,14 +180,14 @@ def test_rollback_to_a_retained_run_switches_without_reloading(spark, cfg, redis
 
 
 def test_losing_the_lock_during_the_load_refuses_the_switch(spark, cfg, redis_client, monkeypatch):
-    real_load = publish.load_user_lists
+    real_load = publish.load_lists
 
     def load_then_lose_lock(*args):
         written = real_load(*args)
         redis_client.set(KEYS.publish_lock, "someone-else")  # our lock expired and another publisher took it
         return written
 
-    monkeypatch.setattr(publish, "load_user_lists", load_then_lose_lock)
+    monkeypatch.setattr(publish, "load_lists", load_then_lose_lock)
     with pytest.raises(PublishRefused, match="lock was lost"):
         publish.run(spark, cfg, make_run(spark, cfg, 0))
     assert redis_client.get(KEYS.current) is None

@@ -124,8 +124,8 @@ def test_redis_outage_answers_from_fallback_and_recovers(own_redis, tmp_path):
             assert time.monotonic() - started < 1.0
             assert response.status_code == 200
             items = [
-                {"item_id": "t24-pop-1", "score": 5.0, "rank": 1},
-                {"item_id": "t24-pop-2", "score": 4.0, "rank": 2},
+                {"item_id": "t24-pop-1", "score": 5.0, "rank": 1, "source": "fallback"},
+                {"item_id": "t24-pop-2", "score": 4.0, "rank": 2, "source": "fallback"},
             ]
             expected = {"user_id": "known", "run_id": run_id, "source": "fallback", **NO_EXPERIMENT, "items": items}
             assert without_rec_id(response.json()) == expected

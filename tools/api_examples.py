@@ -45,8 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     base_url, user_id, *rest = sys.argv[1:] if argv is None else argv
     shown = show(base_url, f"/v1/recommendations/{user_id}?n=3") or {}
     show(base_url, "/v1/recommendations/someone-new?n=3")
-    show(base_url, "/v1/popular?n=3")
+    show(base_url, f"/v1/recommendations/{user_id}?n=3&category=Drama&exclude=item_000001")
     show(base_url, "/v1/popular?n=2&category=Drama")
+    if shown.get("items"):
+        show(base_url, f"/v1/similar/{shown['items'][0]['item_id']}?n=3")
     show(base_url, f"/v1/recommendations/{user_id}?n=0")
     if shown.get("items"):
         item = shown["items"][0]["item_id"]

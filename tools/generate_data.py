@@ -10,6 +10,8 @@ What it models:
 - a heavy-tailed number of interactions per user, some repeated (user, item) pairs;
 - ratings 1-5 that are higher in a user's favourite categories;
 - timestamps spread over a window of days ending at --end-date (never the wall clock);
+- items released during the window (NEW_ITEM_SHARE of them), touched only after their
+  release, so that cold-start evaluation has items that really were new;
 - string ids (``user_0000042``, ``item_000017``).
 
 Rows are generated inside Spark tasks, a slice of users per task, each user from its own
@@ -47,6 +49,7 @@ CATEGORY_NAMES = (
 GLOBAL_DRAW_SHARE = 0.15  # share of a user's interactions that follow global popularity, not taste
 TASTE_CONCENTRATION = 0.15  # Dirichlet alpha: smaller means users stick to fewer categories
 ZIPF_EXPONENT = 1.05
+NEW_ITEM_SHARE = 0.1  # items released during the second half of the window
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,10 @@ class ItemModel:
             weights = popularity[members]
             cdf = np.cumsum(weights) / weights.sum() if len(members) else np.array([])
             self.by_category.append((members, cdf))
+        # Seconds into the window at which each item is released: 0 for most, late for new ones.
+        window = params.days * 86400
+        new = rng.random(n) < NEW_ITEM_SHARE
+        self.release = np.where(new, rng.integers(window // 2, window, size=n), 0)
 
 
 def user_rows(user: int, params: GeneratorParams, items: ItemModel) -> dict[str, np.ndarray]:
@@ -112,8 +119,12 @@ def user_rows(user: int, params: GeneratorParams, items: ItemModel) -> dict[str,
     affinity = taste[items.primary[chosen]] / taste.max()
     ratings = np.clip(np.rint(2.2 + 2.8 * affinity + rng.normal(0, 0.7, count)), 1, 5)
     window = params.days * 86400
-    timestamps = params.end_epoch - window + rng.integers(0, window, size=count)
-    return {"item": chosen, "rating": ratings, "ts": timestamps}
+    offsets = rng.integers(0, window, size=count)
+    release = items.release[chosen]
+    # An interaction with an item before its release moves to a time after it.
+    late = offsets < release
+    offsets[late] = release[late] + (rng.random(int(late.sum())) * (window - release[late])).astype(np.int64)
+    return {"item": chosen, "rating": ratings, "ts": params.end_epoch - window + offsets}
 
 
 def generate_partition(batches: Iterator, params: GeneratorParams, iso_timestamps: bool) -> Iterator:

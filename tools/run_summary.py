@@ -81,6 +81,24 @@ def summary_lines(layout: RunLayout, users: int) -> list[str]:
         split = manifest["metrics"]["split"]
         lines.append(f"==> evaluation on {split['users_evaluated']} users, holdout = {split['method']}:")
         lines += metrics_table(manifest["metrics"])
+    if "cold_start" in manifest["metrics"]:
+        lines += cold_start_lines(manifest["metrics"]["cold_start"])
+    return lines
+
+
+def cold_start_lines(evaluation: dict | None) -> list[str]:
+    """Lines with the cold-start figures: exploration and similar items, per method."""
+    if not evaluation or "skipped" in evaluation:
+        return [f"==> cold start: not evaluated ({(evaluation or {}).get('skipped', 'no figures')})"]
+    k = evaluation["k"]
+    lines = [f"==> cold start: {evaluation['new_items']} items new after the cut-off, k = {k}"]
+    exploration, similar = evaluation["exploration"], evaluation["similar_items"]
+    lines.append(f"    {'method':<12}{'hit rate':>10}{'recall':>10}{'similar precision':>20}   "
+                 f"({exploration.get('users', 0)} users, {similar.get('items', 0)} items)")  # fmt: skip
+    for method in ("content", "popularity", "random"):
+        if method in exploration and method in similar:
+            hits, recall = exploration[method]["hit_rate_at_k"], exploration[method]["recall_at_k"]
+            lines.append(f"    {method:<12}{hits:>10.4f}{recall:>10.4f}{similar[method]['precision_at_k']:>20.4f}")
     return lines
 
 
