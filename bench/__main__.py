@@ -323,7 +323,7 @@ def bench_memory(redis_url: str, users: int, lengths: tuple[int, ...] = (20, 50,
 
         def user_row(user: int, length: int = length) -> tuple:
             items = [(f"item_{rng.randrange(50_000):06d}", rng.random()) for _ in range(length)]
-            seen = [f"item_{rng.randrange(100):06d}" for _ in range(3)]
+            seen = [f"item_{rng.randrange(1000):06d}" for _ in range(25)]  # the demo run's mean
             return "default", f"user_{user:08d}", items, seen, ["Drama", "Comedy", "Action"]
 
         rows = (user_row(user) for user in range(users))  # fmt: skip

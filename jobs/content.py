@@ -20,12 +20,14 @@ import numpy as np
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-# Query rows per sparse product: bounds the dense top-k work per block.
-QUERY_BLOCK = 512
+# Scores one sparse product may hold at once (query rows x candidates): shared category tokens
+# make the products nearly dense, so the rows per block shrink as the candidates grow.
+BLOCK_CELLS = 1 << 24
 
 
-def content_vectors(item_meta: DataFrame) -> DataFrame:
-    """item_id, features: each item's L2-normalized TF-IDF vector over title words, categories and tags."""
+def content_vectors(item_meta: DataFrame) -> DataFrame | None:
+    """item_id, features: each item's L2-normalized TF-IDF vector over title words, categories
+    and tags; None when the metadata holds no words at all (nothing to compare)."""
     from pyspark.ml import Pipeline
     from pyspark.ml.feature import IDF, CountVectorizer, Normalizer, RegexTokenizer, SQLTransformer, StopWordsRemover
     from pyspark.sql import functions as F
@@ -38,19 +40,26 @@ def content_vectors(item_meta: DataFrame) -> DataFrame:
             F.coalesce("tags", F.array().cast("array<string>")), lambda t: F.concat(F.lit("tag:"), F.lower(t))
         ).alias("tag_tokens"),
     )
-    pipeline = Pipeline(
+    words = Pipeline(
         stages=[
             RegexTokenizer(inputCol="title", outputCol="title_words", pattern=r"\W+", minTokenLength=2),
             StopWordsRemover(inputCol="title_words", outputCol="title_terms"),
             SQLTransformer(
                 statement="SELECT *, concat(title_terms, category_tokens, tag_tokens) AS tokens FROM __THIS__"
             ),
+        ]
+    )
+    tokenized = words.fit(texts).transform(texts).cache()
+    if tokenized.where(F.size("tokens") > 0).limit(1).count() == 0:
+        return None
+    weighting = Pipeline(
+        stages=[
             CountVectorizer(inputCol="tokens", outputCol="counts", minDF=1.0),
             IDF(inputCol="counts", outputCol="tfidf"),
             Normalizer(inputCol="tfidf", outputCol="features", p=2.0),
         ]
     )
-    return pipeline.fit(texts).transform(texts).select("item_id", "features")
+    return weighting.fit(tokenized).transform(tokenized).select("item_id", "features")
 
 
 def to_matrix(vectors: DataFrame) -> tuple[list[str], object]:
@@ -81,8 +90,9 @@ def nearest_in(matrix, queries: np.ndarray, candidates: np.ndarray, k: int) -> d
     highest cosine, above 0 and never the query itself, best first (ties: lower row first)."""
     result: dict[int, list[tuple[int, float]]] = {}
     candidate_rows = matrix[candidates]
-    for start in range(0, len(queries), QUERY_BLOCK):
-        block = queries[start : start + QUERY_BLOCK]
+    rows_per_block = max(1, BLOCK_CELLS // max(1, len(candidates)))
+    for start in range(0, len(queries), rows_per_block):
+        block = queries[start : start + rows_per_block]
         scores = (matrix[block] @ candidate_rows.T).tocsr()
         for position, query in enumerate(block):
             row = scores.getrow(position)

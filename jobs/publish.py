@@ -35,16 +35,16 @@ if TYPE_CHECKING:
 
 def user_lists(recommendations: DataFrame, context: DataFrame | None = None) -> DataFrame:
     """One row per user and variant: variant, user_id, items (array of item_id, score), best
-    first, and the user's seen_popular and top_categories from ``context`` (empty without it)."""
+    first, and the user's seen and top_categories from ``context`` (empty without it)."""
     from pyspark.sql import functions as F
 
     lists = collect_ranked(recommendations, ("variant", "user_id"), "rank", ("item_id", "score"), "items")
     empty = F.array().cast("array<string>")
     if context is None:
-        return lists.select("*", empty.alias("seen_popular"), empty.alias("top_categories"))
+        return lists.select("*", empty.alias("seen"), empty.alias("top_categories"))
     joined = lists.join(context, "user_id", "left")
-    seen, strongest = F.coalesce("seen_popular", empty), F.coalesce("top_categories", empty)
-    return joined.select("variant", "user_id", "items", seen.alias("seen_popular"), strongest.alias("top_categories"))
+    seen, strongest = F.coalesce("seen", empty), F.coalesce("top_categories", empty)
+    return joined.select("variant", "user_id", "items", seen.alias("seen"), strongest.alias("top_categories"))
 
 
 def similar_lists(similar: DataFrame) -> DataFrame:
@@ -107,7 +107,7 @@ def _user_rows(batch):
     """(variant, user_id, items, seen, categories) from an Arrow batch of user_lists rows."""
     return zip(
         batch.column("variant").to_pylist(), batch.column("user_id").to_pylist(), _ranked(batch, "items", "item_id"),
-        batch.column("seen_popular").to_pylist(), batch.column("top_categories").to_pylist(), strict=True,
+        batch.column("seen").to_pylist(), batch.column("top_categories").to_pylist(), strict=True,
     )  # fmt: skip
 
 

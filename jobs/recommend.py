@@ -8,9 +8,9 @@ with the original string ids, and ``popular`` (scope, category, rank, item_id, s
 ``all`` is the overall list, scope ``category`` one list per category when item metadata was
 given. Every variant shares the prepared data and the seen items, read once.
 
-Also ``user_context`` (user_id, seen_popular, top_categories): which items of the popular
-lists each user has seen, so the API can top up a filtered list without them, and each user's
-strongest categories, for exploration slots.
+Also ``user_context`` (user_id, seen, top_categories): which items of the popular lists and
+which cold items each user has seen, so the API can fill up or explore without them, and each
+user's strongest categories, for exploration slots.
 """
 
 from __future__ import annotations
@@ -81,40 +81,50 @@ def category_popular(popularity: DataFrame, items: DataFrame, item_meta: DataFra
 TOP_CATEGORIES = 3
 
 
+def listed_items(popular: DataFrame, interactions: DataFrame, items: DataFrame, min_users: int) -> DataFrame:
+    """item_id of every item a filled-up or exploring answer may draw on: the popular lists'
+    items and the cold ones (fewer than ``min_users`` distinct users)."""
+    from pyspark.sql import functions as F
+
+    users = interactions.groupBy("item_idx").agg(F.countDistinct("user_idx").alias("users"))
+    cold = users.where(F.col("users") < min_users).join(items, "item_idx").select("item_id")
+    return popular.select("item_id").unionByName(cold).distinct()
+
+
 def user_context(
-    interactions: DataFrame, users: DataFrame, items: DataFrame, popular: DataFrame, item_meta: DataFrame | None
+    interactions: DataFrame, users: DataFrame, items: DataFrame, listed: DataFrame, item_meta: DataFrame | None
 ) -> DataFrame:
-    """Per user: the items of any popular list they have seen (seen_popular) and their
-    TOP_CATEGORIES strongest categories by interactions, ties by name (top_categories)."""
-    from pyspark.sql import Window
+    """Per user: the ``listed`` items (popular and cold; listed_items) they have seen, so that
+    answers are never filled or explored with them (seen), and their TOP_CATEGORIES strongest
+    categories by interactions, ties by name (top_categories)."""
     from pyspark.sql import functions as F
 
     with_ids = interactions.select("user_idx", "item_idx").join(items, "item_idx")
-    popular_items = F.broadcast(popular.select("item_id").distinct())
-    seen_popular = (
-        with_ids.join(popular_items, "item_id")
+    seen = (
+        with_ids.join(F.broadcast(listed), "item_id")
         .groupBy("user_idx")
-        .agg(F.array_sort(F.collect_set("item_id")).alias("seen_popular"))
+        .agg(F.array_sort(F.collect_set("item_id")).alias("seen"))
     )
-    context = users.join(seen_popular, "user_idx", "left")
-    if item_meta is None:
-        strongest = None
-    else:
-        per_category = with_ids.join(item_meta.select("item_id", F.explode("categories").alias("category")), "item_id")
-        counts = per_category.groupBy("user_idx", "category").count()
-        order = Window.partitionBy("user_idx").orderBy(F.desc("count"), "category")
-        ranked = counts.withColumn("position", F.row_number().over(order)).where(F.col("position") <= TOP_CATEGORIES)
-        strongest = ranked.groupBy("user_idx").agg(
-            F.transform(F.array_sort(F.collect_list(F.struct("position", "category"))), lambda c: c["category"]).alias(
-                "top_categories"
-            )
-        )
-        context = context.join(strongest, "user_idx", "left")
+    context = users.join(seen, "user_idx", "left")
     empty = F.array().cast("array<string>")
-    top = F.coalesce(F.col("top_categories"), empty) if strongest is not None else empty
-    return context.select(
-        "user_id", F.coalesce(F.col("seen_popular"), empty).alias("seen_popular"), top.alias("top_categories")
-    )
+    strongest = empty
+    if item_meta is not None:
+        context = context.join(strongest_categories(with_ids, item_meta), "user_idx", "left")
+        strongest = F.coalesce(F.col("top_categories"), empty)
+    return context.select("user_id", F.coalesce(F.col("seen"), empty).alias("seen"), strongest.alias("top_categories"))
+
+
+def strongest_categories(with_ids: DataFrame, item_meta: DataFrame) -> DataFrame:
+    """user_idx, top_categories: each user's TOP_CATEGORIES categories with most interactions."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    per_category = with_ids.join(item_meta.select("item_id", F.explode("categories").alias("category")), "item_id")
+    counts = per_category.groupBy("user_idx", "category").count()
+    order = Window.partitionBy("user_idx").orderBy(F.desc("count"), "category")
+    ranked = counts.withColumn("position", F.row_number().over(order)).where(F.col("position") <= TOP_CATEGORIES)
+    ordered = F.array_sort(F.collect_list(F.struct("position", "category")))
+    return ranked.groupBy("user_idx").agg(F.transform(ordered, lambda c: c["category"]).alias("top_categories"))
 
 
 def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
@@ -144,7 +154,8 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
         )
     popular.write.mode("overwrite").parquet(layout.popular)
     item_meta = spark.read.parquet(layout.item_meta) if has_meta else None
-    context = user_context(interactions, users, items, spark.read.parquet(layout.popular), item_meta)
+    listed = listed_items(spark.read.parquet(layout.popular), interactions, items, cfg.cold_start.min_users)
+    context = user_context(interactions, users, items, listed, item_meta)
     context.write.mode("overwrite").parquet(layout.user_context)
 
     popularity.unpersist()

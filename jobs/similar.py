@@ -112,29 +112,27 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
         partitions = max(1, int(spark.conf.get("spark.sql.shuffle.partitions")))
         lists = als_lists(factors, warm, items, settings.similar_n, partitions)
     report = {"reference_variant": reference, "warm_items": len(warm_ids)}
+    vectors = None
     if storage.exists(spark, layout.item_meta):
         item_meta = spark.read.parquet(layout.item_meta)
-        content = to_matrix(content_vectors(item_meta))
-        cold_ids = sorted(set(content[0]) - warm_ids)
-        lists = lists.unionByName(content_lists(spark, content, cold_ids, warm_ids, settings.similar_n))
-        cold_by_category(item_meta, activity, settings.min_users, settings.per_category).write.mode(
-            "overwrite"
-        ).parquet(layout.cold)
-        report["cold_items"] = len(cold_ids)
-        if cfg.evaluate.enabled:
-            report["evaluation"] = evaluate_cold_start(
-                interactions,
-                items,
-                item_meta,
-                content,
-                cfg.evaluate.holdout_fraction,
-                cfg.evaluate.k,
-                cfg.evaluate.seed,
-            )
+        vectors = content_vectors(item_meta)
+        cold = cold_by_category(item_meta, activity, settings.min_users, settings.per_category)
+        cold.write.mode("overwrite").parquet(layout.cold)
     else:
         storage.delete(spark, layout.cold)
+    if vectors is None:
         report["cold_items"] = 0
-        report["evaluation"] = {"skipped": "no item metadata"}
+        report["evaluation"] = {"skipped": "no item metadata with words to compare"}
+    else:
+        content = to_matrix(vectors)
+        cold_ids = sorted(set(content[0]) - warm_ids)
+        lists = lists.unionByName(content_lists(spark, content, cold_ids, warm_ids, settings.similar_n))
+        report["cold_items"] = len(cold_ids)
+        if cfg.evaluate.enabled:
+            evaluate = cfg.evaluate
+            report["evaluation"] = evaluate_cold_start(
+                interactions, items, item_meta, content, evaluate.holdout_fraction, evaluate.k, evaluate.seed
+            )
     lists.write.mode("overwrite").parquet(layout.similar)
     written = spark.read.parquet(layout.similar)
     report["output"] = {row["method"]: row["count"] for row in written.groupBy("method").count().collect()}

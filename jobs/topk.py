@@ -16,13 +16,15 @@ import numpy as np
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-# Scores one sub-block may hold at once (rows x candidates): 2^24 float32 = 64 MiB.
+# Scores one sub-block may hold at once (rows x candidates): 2^24 float32 = 64 MiB; with the
+# negated copy and argpartition's int64 indices a task peaks at about four times that.
 BLOCK_CELLS = 1 << 24
 
 
 def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's k highest scores and their column indices, best first (ties: lower index
-    first). Columns scored -inf are never returned; rows may then hold fewer than k."""
+    """Each row's k highest scores and their column indices, best first; among equal scores
+    kept, the lower index first (which of several items tied for the k-th place is kept is not
+    defined). Columns scored -inf are never returned; rows may then hold fewer than k."""
     k = min(k, scores.shape[1])
     if k == 0:
         empty = np.empty((scores.shape[0], 0))
@@ -60,9 +62,12 @@ def nearest_items(item_factors: DataFrame, k: int, partitions: int) -> DataFrame
     item_idx, similar (array of struct<item_idx, score>), best first; an item is never in its
     own list. ``item_factors``: item_idx int, features array<float>. The factor matrix is
     broadcast to every task; the tasks score their share of the items against all of it."""
+    schema = "item_idx int, similar array<struct<item_idx:int,score:float>>"
     rows = item_factors.select("item_idx", "features").orderBy("item_idx").collect()
+    if not rows:
+        return item_factors.sparkSession.createDataFrame([], schema)
     ids = np.asarray([row["item_idx"] for row in rows], dtype=np.int64)
-    matrix = np.asarray([row["features"] for row in rows], dtype=np.float32).reshape(len(rows), -1)
+    matrix = np.asarray([row["features"] for row in rows], dtype=np.float32)
     shared = item_factors.sparkSession.sparkContext.broadcast((ids, matrix))
 
     def score_partition(batches):
@@ -78,7 +83,6 @@ def nearest_items(item_factors: DataFrame, k: int, partitions: int) -> DataFrame
                 out_similar.append([{"item_idx": item, "score": score} for item, score in pairs])
             yield pa.RecordBatch.from_pydict({"item_idx": out_ids, "similar": out_similar}, schema=_similar_schema())
 
-    schema = "item_idx int, similar array<struct<item_idx:int,score:float>>"
     return item_factors.select("item_idx").repartition(partitions).mapInArrow(score_partition, schema)
 
 

@@ -32,26 +32,31 @@ def compose(
 ) -> list[Entry]:
     """The answer's first n items that fit: in ``category`` (if given), not excluded; then the
     popular list (the category's, if given) without the items the user has seen; personalized
-    answers end with up to ``exploration_slots`` cold items of the user's strongest categories."""
+    answers end with up to ``exploration_slots`` (at most half of n) cold items of the user's
+    strongest categories that the user has not seen."""
     snapshot = answer.snapshot
     fallback = FALLBACK if answer.source == FALLBACK else POPULAR
     top_up = snapshot.popular if category is None else StoreReader.category_list(snapshot, category)
-    slots = min(exploration_slots, n) if answer.source == PERSONALIZED else 0
+    # Exploration never takes more than half of an answer.
+    slots = min(exploration_slots, n // 2) if answer.source == PERSONALIZED else 0
     picks = exploration_picks(answer, category, exclude | set(answer.seen), slots, user_id)
     used = set(exclude) | set(picks)
     chosen: list[Entry] = []
 
-    def take(items: Iterable[tuple[str, float]], source: str, skip: set[str]) -> None:
+    def take(items: Iterable[tuple[str, float]], source: str, skip: set[str], check_category: bool) -> None:
         for item_id, score in items:
             if len(chosen) >= n - len(picks):
                 return
-            if item_id in used or item_id in skip or not in_category(snapshot, item_id, category):
+            if item_id in used or item_id in skip:
+                continue
+            if check_category and not in_category(snapshot, item_id, category):
                 continue
             used.add(item_id)
             chosen.append(Entry(item_id, score, source))
 
-    take(answer.items, answer.source, set())
-    take(top_up, fallback, set(answer.seen))
+    take(answer.items, answer.source, set(), check_category=True)
+    # The category's own popular list needs no check (a fallback-file snapshot has no item categories).
+    take(top_up, fallback, set(answer.seen), check_category=False)
     return chosen + [Entry(item_id, 0.0, NEW) for item_id in picks]
 
 

@@ -1,4 +1,4 @@
-"""The Redis store contract, version 2: key layout, value encoding and id rules.
+"""The Redis store contract, version 3: key layout, value encoding and id rules.
 
 The writer (store.writer, driven by the publish job) and the reader (store.reader, inside the
 API) both import this module, and nothing else decides what a key looks like.
@@ -40,7 +40,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 
-CONTRACT_VERSION = 2
+CONTRACT_VERSION = 3
 MAX_ID_LENGTH = 256
 # The variant of a run without an experiment.
 DEFAULT_VARIANT = "default"
@@ -252,6 +252,11 @@ def _strings(values) -> list[str]:
 # variants with per-user lists; ``experiment`` is the experiment they belong to, or null.
 # Version 1 metas lack those two; they read as one default variant and no experiment.
 V1_DEFAULTS = {"variants": [DEFAULT_VARIANT], "experiment": None}
+
+
+def run_is_readable(meta: dict) -> bool:
+    """Whether this code can serve a run: it was published under this contract version."""
+    return meta.get("contract_version") == CONTRACT_VERSION
 RUN_META_FIELDS = (
     "contract_version",
     "run_id",

@@ -34,6 +34,7 @@ from store.contract import (
     decode_meta,
     decode_similar,
     decode_user_list,
+    run_is_readable,
 )
 from store.errors import (
     NoCurrentRun,
@@ -291,16 +292,19 @@ class StoreReader:
         """The run's meta, popular lists, item categories and cold items: two round trips."""
         keys = self._keys
         first = self._fetch([keys.meta(run_id), keys.popular(run_id), keys.item_categories(run_id), keys.cold(run_id)])
-        if any(raw is None for raw in first):
-            raise StoreDataError(f"run {run_id} is current but its meta, popular list or catalogue is missing")
         meta_raw, popular_raw, categories_raw, cold_raw = first
         try:
-            meta = decode_meta(meta_raw)
-            if meta["contract_version"] != CONTRACT_VERSION:
-                raise ValueError(
-                    f"it was published under store contract {meta['contract_version']}, this API reads "
-                    f"{CONTRACT_VERSION}; publish a run with this version (docs/store-contract.md, Upgrading)"
-                )
+            meta = decode_meta(meta_raw) if meta_raw is not None else None
+        except ValueError as exc:
+            raise StoreDataError(f"run {run_id}: {exc}") from exc
+        if meta is not None and not run_is_readable(meta):
+            raise StoreDataError(
+                f"run {run_id} was published under store contract {meta['contract_version']}, this API reads "
+                f"{CONTRACT_VERSION}; publish a run with this version (docs/store-contract.md, Upgrading)"
+            )
+        if any(raw is None for raw in first):
+            raise StoreDataError(f"run {run_id} is current but its meta, popular list or catalogue is missing")
+        try:
             categories = list(meta["categories"])
             lists = self._fetch([keys.popular(run_id, category) for category in categories]) if categories else []
             return RunSnapshot(

@@ -28,6 +28,7 @@ from store.contract import (
     encode_meta,
     encode_similar,
     encode_user_list,
+    run_is_readable,
 )
 from store.errors import PublishRefused
 from store.experiments import published_experiment
@@ -136,8 +137,8 @@ def publish_run(
 def _retained(client, keys: KeyLayout, run_id: str) -> dict | None:
     """For a run still complete in the store (a rollback then needs no reload): its list count."""
     meta = read_run_meta(client, keys, run_id)
-    if not meta or meta.get("status") != "complete":
-        return None
+    if not meta or meta.get("status") != "complete" or not run_is_readable(meta):
+        return None  # reloaded from its run folder instead, in this contract's format
     lists, similar = meta["counts"]["user_lists"], meta["counts"].get("similar_lists", 0)
     servable = why_not_servable(client, keys, run_id, lists, similar) is None
     return {"user_lists": lists, "reused": True} if servable else None
@@ -285,9 +286,16 @@ def rollback(client, keys: KeyLayout, policy: PublishPolicy) -> tuple[str, str]:
         rolled_back_from = current_run(client, keys)
         if rolled_back_from is None:
             raise PublishRefused("nothing is published yet, so there is nothing to roll back")
-        earlier = [run_id for run_id in complete_runs(client, keys) if run_id < rolled_back_from]
+        earlier = [
+            run_id
+            for run_id in complete_runs(client, keys)
+            if run_id < rolled_back_from and run_is_readable(read_run_meta(client, keys, run_id) or {})
+        ]
         if not earlier:
-            raise PublishRefused(f"no retained run older than the current run {rolled_back_from}")
+            raise PublishRefused(
+                f"no retained run older than the current run {rolled_back_from} under store contract "
+                f"{CONTRACT_VERSION}; republish an older run folder with `python -m jobs.publish --rollback`"
+            )
         promote(client, keys, earlier[0], lock, allow_older=True)
         record_experiment_definition(client, keys, read_run_meta(client, keys, earlier[0]))
     return rolled_back_from, earlier[0]

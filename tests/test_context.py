@@ -126,3 +126,44 @@ def test_the_new_keys_are_retained_and_pruned_with_their_runs(redis_client):
     for run_id, present in ((RUN_A, 0), (RUN_B, 1), (RUN_C, 1)):
         for key in (KEYS.similar(run_id, "d0"), KEYS.item_categories(run_id), KEYS.cold(run_id)):
             assert redis_client.exists(key) == present, key
+
+
+def test_exploration_never_takes_more_than_half_of_an_answer_nor_a_seen_cold_item(redis_client, app_config):
+    seed_run(redis_client, RUN_A, {"alice": ALICE}, POPULAR, CATEGORY_LISTS,
+             context={"alice": (["n1"], ["Drama", "Comedy"])}, catalogue=(ITEM_CATEGORIES, COLD))  # fmt: skip
+    app = create_app({**app_config, "api": {**app_config["api"], "exploration_slots": 5}})
+    try:
+        client = app.test_client()
+        two = items_of(client.get("/v1/recommendations/alice?n=2"))
+        assert [source for _, source in two] == ["personalized", "new"]
+        five = items_of(client.get("/v1/recommendations/alice?n=5"))
+        assert [source for _, source in five].count("new") == 2, "n2 and n3: n1 was seen, and at most half"
+        assert "n1" not in {item for item, _ in five}
+    finally:
+        app.extensions["recs_store"].close()
+
+
+def test_a_worker_started_from_the_fallback_file_still_serves_categories(own_redis, app_config, tmp_path):
+    import redis
+
+    seed(redis.Redis.from_url(own_redis.url))
+    config = {**app_config, "store": {"url": own_redis.url}}
+    first = create_app(config)
+    first.test_client().get("/v1/recommendations/alice")  # writes the fallback file
+    first.extensions["recs_store"].close()
+    own_redis.stop()
+    late = create_app(config)
+    try:
+        response = late.test_client().get("/v1/recommendations/alice?category=Comedy&n=3")
+        assert response.status_code == 200 and response.get_json()["source"] == "fallback"
+        assert items_of(response) == [("c0", "fallback"), ("c1", "fallback"), ("c2", "fallback")]
+        assert late.test_client().get("/v1/popular?category=Drama&n=1").get_json()["items"][0]["item_id"] == "d0"
+    finally:
+        late.extensions["recs_store"].close()
+
+
+def test_when_the_popular_list_runs_out_the_answer_is_shorter_but_never_repeats(client, seeded):
+    drama = [f"d{i}" for i in range(2, 10)]  # d0 and d1 are seen
+    response = client.get(f"/v1/recommendations/alice?category=Drama&n=10&exclude={','.join(drama)}")
+    items = [item for item, _ in items_of(response)]
+    assert items == ["x1"], "d5 and d6 are excluded too; the rest of Drama is seen or excluded"

@@ -5,7 +5,7 @@ import json
 from store.fallback_file import FallbackFile
 from store.snapshot import RunSnapshot
 
-META = {"contract_version": 2, "run_id": "r1", "run_date": "2026-11-29", "published_at": "2026-11-29T02:00:00+00:00",
+META = {"contract_version": 3, "run_id": "r1", "run_date": "2026-11-29", "published_at": "2026-11-29T02:00:00+00:00",
         "status": "complete", "counts": {}, "metrics": {}, "categories": [], "variants": ["default"],
         "experiment": None}  # fmt: skip
 SNAPSHOT = RunSnapshot("r1", META, (("a", 2.0), ("b", 1.0)))
