@@ -129,8 +129,18 @@ dev: venv ## Flask's debug server with reload, for development only
 run: venv bundle ## Run the whole pipeline without Airflow, publish included (python -m jobs.pipeline)
 	@$(VENV_PY) -m jobs.pipeline --run-date $(RUN_DATE)
 
+.PHONY: browser
+browser: ## Install Debian's chromium and chromium-driver for the dashboard test (root or sudo)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  echo "==> installing chromium and chromium-driver for the dashboard test"; \
+	  if [ "$$(id -u)" = 0 ]; then APT="apt-get"; elif command -v sudo >/dev/null; then APT="sudo apt-get"; \
+	  else echo "error: the dashboard test needs chromium and chromium-driver:"; \
+	    echo "  Debian/Ubuntu: sudo apt-get install -y chromium chromium-driver"; exit 1; fi; \
+	  DEBIAN_FRONTEND=noninteractive $$APT install -y -q chromium chromium-driver >/dev/null 2>&1 || { \
+	    $$APT update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$APT install -y -q chromium chromium-driver >/dev/null; }; }
+
 .PHONY: test
-test: venv bundle ## Run the whole test suite (starts its own redis-server)
+test: venv bundle browser ## Run the whole test suite (starts its own redis-server; installs chromium if missing)
 	@$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: bench

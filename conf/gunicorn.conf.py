@@ -1,9 +1,15 @@
 """gunicorn settings for the lookup API (``make serve``), taken from the ``api`` section of the
 project config: bind, workers, threads, timeout_seconds, access_log, log_level. Override them
 like any setting, e.g. RECS__API__BIND=0.0.0.0:8000 RECS__API__WORKERS=4. A bad config stops
-gunicorn before it starts, with one line naming the key."""
+gunicorn before it starts, with one line naming the key.
+
+Metrics: the workers share their Prometheus counts through files in ``api.metrics_dir``
+(prometheus-client's multiprocess mode), which the master empties before it starts workers;
+two API instances on one host need two directories."""
 
 import multiprocessing
+import os
+import shutil
 import sys
 
 from conf import ConfigError, load_config
@@ -29,3 +35,20 @@ accesslog = _api.access_log
 errorlog = "-"
 loglevel = _api.log_level
 proc_name = "recs-api"
+
+# Set before the workers fork, so that every worker (and prometheus-client in it) sees it.
+_metrics_dir = os.path.abspath(_api.metrics_dir)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+
+def on_starting(server):
+    """Empty the metrics directory: counts from an earlier server must not be summed in."""
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    os.makedirs(_metrics_dir)
+
+
+def child_exit(server, worker):
+    """Drop a finished worker's live gauges (its counters stay in the sums)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

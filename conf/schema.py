@@ -246,6 +246,7 @@ class ApiSection(Section):
     down_mode: Literal[DOWN_MODES]
     retry_after_seconds: float = Field(ge=0)
     fallback_file: str | None
+    metrics_dir: str = Field(min_length=1)
     fallback_max_age_seconds: float = Positive
     pointer_refresh_seconds: float = Positive
     default_n: int = Field(ge=1)

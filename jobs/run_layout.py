@@ -64,6 +64,10 @@ class RunLayout:
             return self.path(output)
         raise AttributeError(output)
 
+    def stage_failure(self, stage: str) -> str:
+        """Path of the record a stage leaves when it fails (any stage, publish included)."""
+        return f"{self.run_dir}/stages/{stage}.failed.json"
+
     def stage_report(self, stage: str) -> str:
         """Path of the JSON report a build stage writes when it finishes."""
         if stage not in PIPELINE.build_stages:

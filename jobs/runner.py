@@ -36,6 +36,8 @@ class JobError(RuntimeError):
     """A job refused to go on; the message says why and what to do about it."""
 
 
+# The longest error message a failure record keeps (a bad input line can be megabytes long).
+MAX_MESSAGE = 2000
 # What a job may refuse with: one log line and exit status 2, which Airflow does not retry.
 REFUSALS = (JobError, ConfigError, PublishRefused)
 JobAction = Callable[["SparkSession", "Config", RunLayout, argparse.Namespace], object]
@@ -64,12 +66,36 @@ def run_stage(spark: SparkSession, cfg: Config, layout: RunLayout, name: str) ->
             storage.delete(spark, layout.stage_report(stale))
     log.info("stage %s: started for run %s", name, layout.run_date)
     started = time.monotonic()
-    report = body(spark, cfg, layout)
+    try:
+        report = body(spark, cfg, layout)
+    except Exception as exc:
+        _record_failure(spark, layout, name, exc, time.monotonic() - started)
+        raise
+    storage.delete(spark, layout.stage_failure(name))
     report = {**report, "stage": name, "seconds": round(time.monotonic() - started, 3)}
     if stage.kind == BUILD:
         storage.write_json(spark, layout.stage_report(name), report)
     log.info("stage %s: done in %.1fs", name, report["seconds"])
     return report
+
+
+def _record_failure(spark: SparkSession, layout: RunLayout, name: str, exc: Exception, seconds: float) -> None:
+    """Leave stages/<name>.failed.json: what failed, how, when, and whether it was a refusal."""
+    import datetime as dt
+
+    record = {
+        "stage": name,
+        "run_date": layout.run_date,
+        "refused": isinstance(exc, REFUSALS),
+        "error": type(exc).__name__,
+        "message": str(exc)[:MAX_MESSAGE],
+        "seconds": round(seconds, 3),
+        "failed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    try:
+        storage.write_json(spark, layout.stage_failure(name), record)
+    except Exception as write_error:  # noqa: BLE001 - the stage's own error is the one to report
+        log.warning("could not record the failure of stage %s: %s", name, write_error)
 
 
 def run_job(

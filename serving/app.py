@@ -9,8 +9,11 @@ from flask import Flask
 
 from conf import load_config
 from conf.schema import Config
+from serving.dashboard import dashboard
 from serving.errors import register_error_handlers
 from serving.events import feedback
+from serving.metrics import ApiMetrics
+from serving.metrics import init_app as init_metrics
 from serving.routes import AnyTextConverter, api, ops
 from store.connection import connect, event_writer_settings
 from store.contract import KeyLayout
@@ -30,14 +33,17 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     app.url_map.converters["any_text"] = AnyTextConverter
     app.json.sort_keys = False
     # One reader (and so one Redis client pool) per app; routes reach it through app.extensions.
-    reader = StoreReader.from_config(cfg)
+    metrics = ApiMetrics()
+    reader = StoreReader.from_config(cfg, observe=metrics.observe_redis)
     app.extensions["recs_store"] = reader
+    init_metrics(app, metrics)
     events = event_writer_settings(cfg.store, cfg.events.write_timeout_seconds)
     app.extensions["recs_events"] = EventLog(
         lambda: connect(events), KeyLayout(cfg.store.key_prefix), reader.in_outage, cfg.events.idempotency_ttl_seconds
     )
     app.register_blueprint(api)
     app.register_blueprint(feedback)
+    app.register_blueprint(dashboard)
     app.register_blueprint(ops)
     register_error_handlers(app)
     return app

@@ -43,9 +43,13 @@ def post_events():
         if event.rec_id and assignment and event.rec_id.experiment == assignment.name:
             _check_variant(event.rec_id.variant, assignment, f"{where}.rec_id")
     idempotency_key = idempotency_key_of(request.headers.get("Idempotency-Key"))
-    written = event_log().record([(event, attribute(event, assignment)) for event in events], idempotency_key)
+    attributed = [(event, attribute(event, assignment)) for event in events]
+    written = event_log().record(attributed, idempotency_key)
     if written is None:
         return jsonify(accepted=0, duplicate=True), 202
+    counter = current_app.extensions["recs_metrics"].events
+    for event, attribution in attributed:
+        counter.labels(event.type, attribution.variant or "-").inc()
     return jsonify(accepted=written, duplicate=False), 202
 
 

@@ -12,6 +12,7 @@ from werkzeug.routing import PathConverter
 
 from serving.composition import Entry, compose
 from serving.errors import BadRequest
+from serving.metrics import record_answer
 from serving.validation import checked_id, checked_name, parse_exclude, parse_n
 from store.experiments import ASSIGNED, FALLBACK, FORCED, RecId
 from store.reader import FALLBACK as FALLBACK_SOURCE
@@ -73,6 +74,7 @@ def recommendations(user_id: str):
         forced = checked_name(forced, "variant")
     answer = reader().recommendations(user_id, forced_variant=forced)
     entries = compose(answer, n, category, exclude, settings.exploration_slots, user_id)
+    record_answer(answer.source, [entry.source for entry in entries])
     rec_id = RecId.new(answer.run_id, answer.experiment, answer.variant, _mode(answer))
     return jsonify(
         user_id=user_id, run_id=answer.run_id, source=answer.source, experiment=answer.experiment,
@@ -86,6 +88,7 @@ def similar(item_id: str):
     item_id = checked_id(item_id, "item_id")
     n = requested_n()
     run_id, method, items = reader().similar(item_id)
+    record_answer(method, [method] * min(n, len(items)))
     return jsonify(item_id=item_id, run_id=run_id, method=method, items=ranked_json(items, n))
 
 
@@ -109,7 +112,34 @@ def popular():
     category = requested_category()
     n = requested_n()
     answer = reader().popular(category)
+    record_answer(answer.source, [answer.source] * min(n, len(answer.items)))
     return jsonify(run_id=answer.run_id, source=answer.source, category=category, items=ranked_json(answer.items, n))
+
+
+@api.get("/runs")
+def runs():
+    """The retained runs, newest first, with their dates, counts, stage times and metrics."""
+    current, documents = reader().runs()
+    return jsonify(current=current, runs=[run_summary(meta, current) for meta in documents])
+
+
+def run_summary(meta: dict, current: str | None) -> dict:
+    """What the run history shows of one run's meta."""
+    metrics = meta.get("metrics") or {}
+    return {
+        "run_id": meta["run_id"],
+        "run_date": meta.get("run_date"),
+        "status": meta.get("status"),
+        "current": meta["run_id"] == current,
+        "published_at": meta.get("published_at"),
+        "finalized_at": meta.get("finalized_at"),
+        "code_version": meta.get("code_version"),
+        "variants": meta.get("variants"),
+        "experiment": (meta.get("experiment") or {}).get("name"),
+        "counts": {**(meta.get("run_counts") or {}), **(meta.get("counts") or {})},
+        "timings_seconds": meta.get("timings_seconds") or {},
+        "metrics": {key: metrics.get(key) for key in ("k", "als", "popularity", "variants", "cold_start")},
+    }
 
 
 @ops.get("/healthz")
@@ -123,6 +153,13 @@ def readyz():
     """Ready when Redis answers and a run is current; 503 otherwise."""
     ready, body = reader().readiness(dt.datetime.now(dt.UTC))
     return jsonify(body), 200 if ready else 503
+
+
+@ops.get("/metrics")
+def metrics():
+    """Prometheus metrics: every worker's counts, and the run this worker serves."""
+    body, content_type = current_app.extensions["recs_metrics"].exposition(reader())
+    return current_app.response_class(body, content_type=content_type)
 
 
 @ops.get("/openapi.json")

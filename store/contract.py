@@ -257,6 +257,8 @@ V1_DEFAULTS = {"variants": [DEFAULT_VARIANT], "experiment": None}
 def run_is_readable(meta: dict) -> bool:
     """Whether this code can serve a run: it was published under this contract version."""
     return meta.get("contract_version") == CONTRACT_VERSION
+
+
 RUN_META_FIELDS = (
     "contract_version",
     "run_id",

@@ -34,6 +34,7 @@ from store.contract import (
     decode_meta,
     decode_similar,
     decode_user_list,
+    newest_first,
     run_is_readable,
 )
 from store.errors import (
@@ -86,6 +87,7 @@ class StoreReader:
         down_mode: str = DOWN_MODE_FALLBACK,
         fallback_file: FallbackFile | None = None,
         clock: Callable[[], float] = time.monotonic,
+        observe: Callable[[float, bool], None] | None = None,
     ):
         self._connect = connect_client
         self._client_instance = None
@@ -96,6 +98,7 @@ class StoreReader:
         self._down_mode = down_mode
         self._fallback_file = fallback_file
         self._clock = clock
+        self._observe = observe
         self._snapshot: RunSnapshot | None = None
         self._down_until = 0.0
         self._refresh_lock = threading.Lock()
@@ -103,8 +106,9 @@ class StoreReader:
         self._stopping = threading.Event()
 
     @classmethod
-    def from_config(cls, cfg) -> StoreReader:
-        """The reader the ``store`` and ``api`` sections describe."""
+    def from_config(cls, cfg, observe: Callable[[float, bool], None] | None = None) -> StoreReader:
+        """The reader the ``store`` and ``api`` sections describe; ``observe`` gets each Redis
+        call's seconds and whether it failed (for metrics)."""
         settings = reader_settings(cfg.store)
         fallback = None
         # In "unavailable" mode an outage answers 503, so a stored fallback would never be used.
@@ -118,6 +122,7 @@ class StoreReader:
             retry_after_seconds=cfg.api.retry_after_seconds,
             down_mode=cfg.api.down_mode,
             fallback_file=fallback,
+            observe=observe,
         )
 
     def recommendations(self, user_id: str, forced_variant: str | None = None) -> Answer:
@@ -255,6 +260,32 @@ class StoreReader:
                 log.info("serving run %s", run_id)
             return self._snapshot
 
+    def runs(self) -> tuple[str | None, list[dict]]:
+        """The current run id and every registered run's meta document, newest first (a run
+        that never finished loading has a meta of just its id and status)."""
+
+        def fetch():
+            client = self._client()
+            current = client.get(self._keys.current)
+            ids = newest_first([value.decode("utf-8") if isinstance(value, bytes) else value
+                                for value in client.zrange(self._keys.runs, 0, -1)])  # fmt: skip
+            pipe = client.pipeline(transaction=False)
+            for run_id in ids:
+                pipe.get(self._keys.meta(run_id))
+            return current, ids, pipe.execute()
+
+        current, ids, metas = self._call(fetch)
+        try:
+            documents = [decode_meta(raw) if raw else {"run_id": run_id, "status": "incomplete"}
+                         for run_id, raw in zip(ids, metas, strict=True)]  # fmt: skip
+        except ValueError as exc:
+            raise StoreDataError(str(exc)) from exc
+        return (current.decode("utf-8") if isinstance(current, bytes) else current), documents
+
+    def held(self) -> RunSnapshot | None:
+        """The snapshot this reader holds right now, without touching Redis (None before any)."""
+        return self._snapshot
+
     def in_outage(self) -> bool:
         """Whether Redis failed moments ago (requests skip it until the retry time)."""
         return self._clock() < self._down_until
@@ -337,13 +368,20 @@ class StoreReader:
 
         if not probe and self._clock() < self._down_until:
             raise StoreUnavailable("Redis failed moments ago; not retrying yet")
+        started = time.perf_counter()
         try:
             result = func()
         except (RedisError, RedisClusterException, OSError) as exc:
             self._down_until = self._clock() + self._retry_after
+            self._observed(started, failed=True)
             raise StoreUnavailable(f"Redis unavailable: {exc!r}") from exc
+        self._observed(started, failed=False)
         self._down_until = 0.0
         return result
+
+    def _observed(self, started: float, failed: bool) -> None:
+        if self._observe is not None:
+            self._observe(time.perf_counter() - started, failed)
 
     def _start_watcher(self) -> None:
         if self._stopping.is_set() or (self._watcher is not None and self._watcher.is_alive()):

@@ -194,10 +194,27 @@ def build_run_meta(manifest: dict, loaded: LoadedRun, published_at: dt.datetime,
             "catalogue_items": len(loaded.item_categories),
             "cold_items": len({item for items in loaded.cold.values() for item in items}),
         },
-        "metrics": {name: manifest.get("metrics", {}).get(name) for name in ("k", "als", "popularity", "variants")},
+        "metrics": {
+            name: manifest.get("metrics", {}).get(name) for name in ("k", "als", "popularity", "variants", "cold_start")
+        },
+        "finalized_at": manifest.get("finalized_at"),
+        "timings_seconds": manifest.get("timings_seconds", {}),
+        "run_counts": _run_counts(manifest.get("counts", {})),
         "categories": sorted(category for category in popular if category is not None),
         "variants": list(manifest.get("variants") or [DEFAULT_VARIANT]),
         "experiment": experiment,
+    }
+
+
+def _run_counts(counts: dict) -> dict:
+    """The manifest's headline counts: input and quarantined rows, prepared users, items and pairs."""
+    prepared, input_rows = counts.get("prepared", {}), counts.get("input", {})
+    return {
+        "rows_read": input_rows.get("rows_read"),
+        "rows_quarantined": counts.get("quarantine", {}).get("rows"),
+        "users": prepared.get("users"),
+        "items": prepared.get("items"),
+        "pairs": prepared.get("pairs"),
     }
 
 

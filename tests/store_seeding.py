@@ -25,12 +25,14 @@ def seed_run(
     context: dict[str, tuple[list[str], list[str]]] | None = None,
     catalogue: tuple[dict[str, list[str]], dict[str, list[str]]] = ({}, {}),
     similar: dict[str, tuple[str, list[tuple[str, float]]]] | None = None,
+    manifest: dict | None = None,
 ) -> dict:
     """Publish one run and make it current, as the publish job would (older runs too).
     ``users`` are the default variant's lists; with an ``experiment`` (name, salt, control,
     shares), ``variant_lists`` holds each variant's lists instead. ``context`` gives users'
     (seen popular items, strongest categories), ``catalogue`` the (item categories, cold items
-    per category) and ``similar`` the item-to-item lists as (method, items)."""
+    per category) and ``similar`` the item-to-item lists as (method, items); ``manifest`` adds
+    to the minimal manifest the run is published from (metrics, timings, counts)."""
     by_variant = variant_lists or {DEFAULT_VARIANT: users}
     context = context or {}
     rows = [(variant, user, items, *context.get(user, ((), ()))) for variant, lists in by_variant.items()
@@ -48,7 +50,7 @@ def seed_run(
         return LoadedRun(len(rows), len(rows) + len(similar_rows), lists, None, len(similar_rows), *catalogue)
 
     manifest = {"run_id": run_id, "run_date": run_id[:10], "code_version": "test", "metrics": {},
-                "variants": list(by_variant), "experiment": experiment}  # fmt: skip
+                "variants": list(by_variant), "experiment": experiment, **(manifest or {})}  # fmt: skip
     return publish_run(
         client, KeyLayout(prefix), SEEDING_POLICY, manifest, load, rollback=True,
         now=lambda: dt.datetime.fromisoformat(published_at),

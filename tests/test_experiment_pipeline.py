@@ -73,8 +73,10 @@ def test_every_variant_has_n_unseen_items_for_every_user(run, lists):
 
 def test_variants_differ_and_the_popularity_variant_follows_popularity(lists):
     by_variant = {v: group.sort_values(["user_id", "rank"]) for v, group in lists.groupby("variant", observed=True)}
-    assert not by_variant["als"]["item_id"].reset_index(drop=True).equals(
-        by_variant["popular"]["item_id"].reset_index(drop=True)
+    assert (
+        not by_variant["als"]["item_id"]
+        .reset_index(drop=True)
+        .equals(by_variant["popular"]["item_id"].reset_index(drop=True))
     )
     popular_scores = by_variant["popular"].groupby("user_id")["score"].apply(list)
     assert all(scores == sorted(scores, reverse=True) for scores in popular_scores)
@@ -172,3 +174,25 @@ def test_cold_items_are_reachable_through_similar_lists_and_exploration(run, red
         for method in ("content", "popularity", "random"):
             for measure in measures:
                 assert 0.0 <= evaluation[part][method][measure] <= 1.0, (part, method, measure)
+
+
+def test_the_run_history_shows_the_published_runs_manifest(run, redis_server):
+    from responses import assert_matches_openapi
+
+    manifest = run["manifest"]
+    app = create_app({"store": {"url": redis_server.url}, "api": {"fallback_file": None, "max_n": 5, "default_n": 5}})
+    try:
+        response = app.test_client().get("/v1/runs")
+    finally:
+        app.extensions["recs_store"].close()
+    assert_matches_openapi(response, "/v1/runs")
+    body = response.get_json()
+    assert body["current"] == manifest["run_id"]
+    (summary,) = [run for run in body["runs"] if run["run_id"] == manifest["run_id"]]
+    assert summary["current"] is True and summary["run_date"] == RUN_DATE and summary["experiment"] == "ranking"
+    assert summary["timings_seconds"] == manifest["timings_seconds"]
+    assert summary["metrics"]["als"]["ndcg_at_k"] == manifest["metrics"]["als"]["ndcg_at_k"]
+    assert summary["metrics"]["popularity"]["ndcg_at_k"] == manifest["metrics"]["popularity"]["ndcg_at_k"]
+    assert summary["counts"]["rows_read"] == manifest["counts"]["input"]["rows_read"]
+    assert summary["counts"]["users"] == manifest["counts"]["prepared"]["users"]
+    assert summary["finalized_at"] == manifest["finalized_at"]

@@ -60,3 +60,33 @@ def test_rerunning_a_stage_invalidates_the_reports_that_read_it(spark, tmp_path,
     assert not storage.exists(spark, layout.manifest)
     with pytest.raises(JobError, match=r"missing stage reports for \['recommend', 'similar'\]"):
         finalize.run(spark, base_config, layout)
+
+
+def test_a_failing_stage_leaves_a_record_and_a_success_removes_it(spark, tmp_path, base_config, monkeypatch):
+    from jobs import train
+    from jobs.runner import run_stage
+
+    layout = RunLayout(str(tmp_path), "2026-11-29")
+
+    def refuse(*_):
+        raise JobError("x" * 5000)
+
+    monkeypatch.setattr(train, "run", refuse)
+    with pytest.raises(JobError):
+        run_stage(spark, base_config, layout, "train")
+    record = storage.read_json(spark, layout.stage_failure("train"))
+    assert (record["stage"], record["run_date"], record["refused"], record["error"]) == (
+        "train", "2026-11-29", True, "JobError"
+    )  # fmt: skip
+    assert record["message"] == "x" * 2000 and record["seconds"] >= 0 and record["failed_at"]
+
+    def crash(*_):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(train, "run", crash)
+    with pytest.raises(ZeroDivisionError):
+        run_stage(spark, base_config, layout, "train")
+    assert storage.read_json(spark, layout.stage_failure("train"))["refused"] is False
+    monkeypatch.setattr(train, "run", lambda *_: {})
+    run_stage(spark, base_config, layout, "train")
+    assert not storage.exists(spark, layout.stage_failure("train"))

@@ -261,3 +261,20 @@ def test_a_store_holding_a_version_1_run_is_upgraded_by_the_next_publish(spark, 
             time.sleep(0.05)
     finally:
         app.extensions["recs_store"].close()
+
+
+def test_the_run_history_lists_retained_runs_newest_first(spark, cfg, redis_client):
+    from serving import create_app
+
+    for index in range(3):
+        publish.run(spark, cfg, make_run(spark, cfg, index))
+    app = create_app({"store": {"url": cfg.store.url}, "api": {"fallback_file": None}})
+    try:
+        body = app.test_client().get("/v1/runs").get_json()
+    finally:
+        app.extensions["recs_store"].close()
+    assert body["current"] == RUNS[2][1]
+    assert [(run["run_id"], run["current"], run["status"]) for run in body["runs"]] == [
+        (RUNS[2][1], True, "complete"), (RUNS[1][1], False, "complete")
+    ]  # fmt: skip
+    assert body["runs"][0]["counts"]["user_lists"] == 40 and body["runs"][0]["run_date"] == RUNS[2][0]

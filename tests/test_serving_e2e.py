@@ -202,3 +202,43 @@ def test_accepted_events_survive_an_api_restart_and_a_redis_restart(own_redis, t
     assert sum(row["impressions"] for row in after["variants"]) == 20
     assert sum(row["clicks"] for row in after["variants"]) == 20
     assert redis.Redis.from_url(own_redis.url).xlen(KeyLayout("recs").events_stream) == 40
+
+
+def metric_samples(text: str) -> dict[tuple, float]:
+    """(sample name, sorted labels) -> value, parsed by prometheus-client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}  # fmt: skip
+
+
+def test_metrics_sum_every_workers_counts(redis_server, redis_client, tmp_path):
+    popular = [(f"t24-pop-{k}", 5.0 - k) for k in range(3)]
+    seed_run(redis_client, RUNS[0][1], {f"u{i}": [("t24-item-1", 0.9)] for i in range(50)}, popular)
+    server = ApiServer(redis_server.url, tmp_path / "api.log", api={"workers": 2, "threads": 2})
+    server.start()
+    lookups = "/v1/recommendations/<any_text:user_id>"
+    try:
+        for i in range(40):  # a new connection each time, so both workers answer
+            assert requests.get(f"{server.url}/v1/recommendations/u{i}?n=1", timeout=5).status_code == 200
+        for i in range(15):
+            assert requests.get(f"{server.url}/v1/recommendations/stranger{i}?n=2", timeout=5).status_code == 200
+        for _ in range(7):
+            assert requests.get(f"{server.url}/v1/recommendations/u1?n=0", timeout=5).status_code == 400
+        scrapes = [metric_samples(requests.get(f"{server.url}/metrics", timeout=5).text) for _ in range(4)]
+        worker_files = sorted(path.name for path in (tmp_path / "api.metrics").glob("counter_*.db"))
+    finally:
+        server.stop()
+    assert len(worker_files) == 2, f"both workers counted requests: {worker_files}"
+    for samples in scrapes:  # whichever worker answered, the sums are the same
+        answers = {labels: value for (name, labels), value in samples.items() if name == "recs_answers_total"}
+        assert answers[(("endpoint", lookups), ("source", "personalized"))] == 40
+        assert answers[(("endpoint", lookups), ("source", "popular"))] == 15
+        histogram = ("recs_request_seconds_count", (("endpoint", lookups), ("source", "personalized")))
+        assert samples[histogram] == 40
+        assert samples[("recs_items_served_total", (("source", "personalized"),))] == 40
+        assert samples[("recs_items_served_total", (("source", "popular"),))] == 30
+        assert samples[("recs_errors_total", (("status", "400"),))] == 7
+        assert samples[("recs_run_info", (("from_fallback_file", "False"), ("run_id", RUNS[0][1])))] == 1
+        assert samples[("recs_run_age_seconds", ())] > 0
+        assert samples[("recs_redis_seconds_count", ())] >= 55

@@ -89,6 +89,7 @@ class ApiServer:
             RECS__STORE__URL=redis_url,
             RECS__API__BIND=f"127.0.0.1:{self.port}",
             RECS__API__FALLBACK_FILE=str(log_path.with_suffix(".fallback.json")),
+            RECS__API__METRICS_DIR=str(log_path.with_suffix(".metrics")),
             **setting_variables("api", api),
             **setting_variables("store", store),
         )

@@ -1,0 +1,131 @@
+"""Prometheus metrics of the API, right under a multi-worker server.
+
+Under gunicorn each worker is a process, so the metrics run in prometheus-client's
+multiprocess mode: every worker writes its counts to files in ``PROMETHEUS_MULTIPROC_DIR``
+(conf/gunicorn.conf.py sets and empties it), and whichever worker answers ``GET /metrics``
+sums them all. Without that variable (``flask run``, tests) the app's own registry is used.
+
+    recs_request_seconds{endpoint, source}     latency histogram, by route and answer source
+    recs_answers_total{endpoint, source}        answers by source (personalized, popular, fallback)
+    recs_items_served_total{source}             items served by source (personalized, popular, fallback, new)
+    recs_errors_total{status}                   error answers by HTTP status
+    recs_redis_seconds, recs_redis_errors_total time spent in Redis calls, and their failures
+    recs_events_total{type, variant}            events accepted
+    recs_run_info{run_id}, recs_run_age_seconds the run this worker serves, and its age (at scrape)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+
+from flask import Flask, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5)
+REDIS_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1, 0.25, 1.0)
+
+
+def multiprocess_mode() -> bool:
+    """Whether the workers share their metrics through files (set by conf/gunicorn.conf.py)."""
+    return bool(os.environ.get(MULTIPROCESS_ENV))
+
+
+class ApiMetrics:
+    """The API's metrics, one set per app. In multiprocess mode they belong to no registry:
+    their values live in the shared files that the scrape reads."""
+
+    def __init__(self):
+        self.registry = None if multiprocess_mode() else CollectorRegistry()
+        known = {"registry": self.registry}
+        self.request_seconds = Histogram(
+            "recs_request_seconds", "Request latency", ["endpoint", "source"], buckets=LATENCY_BUCKETS, **known
+        )
+        self.answers = Counter("recs_answers", "Answers by source", ["endpoint", "source"], **known)
+        self.items = Counter("recs_items_served", "Items served by source", ["source"], **known)
+        self.errors = Counter("recs_errors", "Error answers by HTTP status", ["status"], **known)
+        self.redis_seconds = Histogram("recs_redis_seconds", "Time in Redis calls", buckets=REDIS_BUCKETS, **known)
+        self.redis_errors = Counter("recs_redis_errors", "Redis calls that failed", **known)
+        self.events = Counter("recs_events", "Events accepted", ["type", "variant"], **known)
+
+    def observe_redis(self, seconds: float, failed: bool) -> None:
+        """One Redis call's time, and whether it failed (the store reader's hook)."""
+        self.redis_seconds.observe(seconds)
+        if failed:
+            self.redis_errors.inc()
+
+    def exposition(self, reader) -> tuple[bytes, str]:
+        """The text exposition: every worker's metrics (or this app's), and the served run."""
+        if multiprocess_mode():
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        else:
+            registry = CollectorRegistry()
+            registry.register(_Forward(self.registry))
+        registry.register(RunCollector(reader))
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class _Forward:
+    """Exposes another registry's metrics inside this scrape's registry."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self._registry = registry
+
+    def collect(self):
+        yield from self._registry.collect()
+
+
+class RunCollector:
+    """The run the scraping worker serves: an info metric with its id, and its age. Computed at
+    scrape time from the worker's snapshot (multiprocess mode cannot hold info metrics); every
+    worker serves the same run within a pointer-refresh interval."""
+
+    def __init__(self, reader):
+        self._reader = reader
+
+    def collect(self):
+        snapshot = self._reader.held()
+        info = InfoMetricFamily("recs_run", "The run this worker serves")
+        age = GaugeMetricFamily("recs_run_age_seconds", "Seconds since the served run was published")
+        if snapshot is not None:
+            info.add_metric([], {"run_id": snapshot.run_id, "from_fallback_file": str(snapshot.from_fallback_file)})
+            published = dt.datetime.fromisoformat(snapshot.meta["published_at"])
+            age.add_metric([], (dt.datetime.now(dt.UTC) - published).total_seconds())
+        yield info
+        yield age
+
+
+def init_app(app: Flask, metrics: ApiMetrics) -> None:
+    """Time every request and count its answer and errors."""
+    app.extensions["recs_metrics"] = metrics
+
+    @app.before_request
+    def _start_timer():
+        g.recs_started = time.perf_counter()
+
+    @app.after_request
+    def _record(response):
+        started = g.pop("recs_started", None)
+        endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        source = g.pop("recs_source", "-")
+        if started is not None:
+            metrics.request_seconds.labels(endpoint, source).observe(time.perf_counter() - started)
+        if response.status_code >= 400:
+            metrics.errors.labels(str(response.status_code)).inc()
+        elif source != "-":
+            metrics.answers.labels(endpoint, source).inc()
+        for item_source in g.pop("recs_item_sources", ()):
+            metrics.items.labels(item_source).inc()
+        return response
+
+
+def record_answer(source: str, item_sources=()) -> None:
+    """Note the answer's source and its items' sources for this request's metrics."""
+    g.recs_source = source
+    g.recs_item_sources = list(item_sources)
