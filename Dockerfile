@@ -20,6 +20,11 @@ COPY dags dags
 COPY orchestration orchestration
 COPY tools tools
 COPY docker docker
+# The jobs run as an unprivileged user; var/ (runs, Airflow, the API's files) and dist/ (the
+# bundle, rebuilt at start from the mounted conf/) are its only writable places.
+RUN useradd --create-home --uid 1000 recs \
+    && mkdir -p var dist && chown recs:recs var dist
+USER recs
 RUN python -m tools.bundle dist/recs_jobs.zip
 
 ENV PYTHONPATH=/app \
@@ -27,6 +32,7 @@ ENV PYTHONPATH=/app \
     AIRFLOW_HOME=/app/var/airflow \
     AIRFLOW__CORE__DAGS_FOLDER=/app/dags \
     AIRFLOW__CORE__LOAD_EXAMPLES=False \
+    AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION=False \
     AIRFLOW_CONN_SPARK_RECS='{"conn_type": "spark", "host": "local[*]"}' \
     RECS__API__BIND=0.0.0.0:8000
 

@@ -133,7 +133,7 @@ run: venv bundle ## Run the whole pipeline without Airflow, publish included (py
 browser: ## Install Debian's chromium and chromium-driver for the dashboard test (root or sudo)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
 	  echo "==> installing chromium and chromium-driver for the dashboard test"; \
-	  if [ "$$(id -u)" = 0 ]; then APT="apt-get"; elif command -v sudo >/dev/null; then APT="sudo apt-get"; \
+	  if [ "$$(id -u)" = 0 ]; then APT="apt-get"; elif sudo -n true 2>/dev/null; then APT="sudo -n apt-get"; \
 	  else echo "error: the dashboard test needs chromium and chromium-driver:"; \
 	    echo "  Debian/Ubuntu: sudo apt-get install -y chromium chromium-driver"; exit 1; fi; \
 	  DEBIAN_FRONTEND=noninteractive $$APT install -y -q chromium chromium-driver >/dev/null 2>&1 || { \

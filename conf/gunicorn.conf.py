@@ -9,7 +9,6 @@ two API instances on one host need two directories."""
 
 import multiprocessing
 import os
-import shutil
 import sys
 
 from conf import ConfigError, load_config
@@ -42,9 +41,12 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 
 
 def on_starting(server):
-    """Empty the metrics directory: counts from an earlier server must not be summed in."""
-    shutil.rmtree(_metrics_dir, ignore_errors=True)
-    os.makedirs(_metrics_dir)
+    """Empty the metrics directory: counts from an earlier server must not be summed in. Only
+    prometheus-client's own files are removed, so a mistyped directory loses nothing else."""
+    os.makedirs(_metrics_dir, exist_ok=True)
+    for name in os.listdir(_metrics_dir):
+        if name.endswith(".db"):
+            os.remove(os.path.join(_metrics_dir, name))
 
 
 def child_exit(server, worker):

@@ -8,7 +8,10 @@ case "${1:-api}" in
     exec gunicorn -c conf/gunicorn.conf.py 'serving:create_app()'
     ;;
   airflow)
-    # Airflow standalone: scheduler, API server and a SQLite database under var/airflow.
+    # Airflow standalone: scheduler, API server and a SQLite database under var/airflow. The
+    # bundle the Spark jobs get through --py-files carries conf/, so rebuild it from the
+    # mounted one: otherwise spark-submit would put the image's copy ahead of it.
+    python -m tools.bundle dist/recs_jobs.zip >/dev/null
     airflow db migrate
     exec airflow standalone
     ;;

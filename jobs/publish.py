@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from jobs import storage
 from jobs.ranking import collect_ranked
 from jobs.run_layout import RunLayout
-from jobs.runner import JobError, run_job
+from jobs.runner import JobError, recording_failure, run_job
 from store.connection import RedisSettings, connect, writer_settings
 from store.contract import KeyLayout
 from store.writer import LoadedRun, PopularLists, PublishPolicy, RunLoader, publish_run
@@ -189,7 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Publish one logical date's run; exit 2 when the store or the run refuses."""
 
     def act(spark, cfg, layout, args):
-        return run(spark, cfg, layout, rollback=args.rollback)
+        with recording_failure(spark, layout, "publish"):
+            return run(spark, cfg, layout, rollback=args.rollback)
 
     return run_job("publish", __doc__, argv, act, _add_publish_arguments)
 

@@ -13,7 +13,8 @@ import importlib
 import logging
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from conf import ConfigError, load_config
@@ -66,17 +67,25 @@ def run_stage(spark: SparkSession, cfg: Config, layout: RunLayout, name: str) ->
             storage.delete(spark, layout.stage_report(stale))
     log.info("stage %s: started for run %s", name, layout.run_date)
     started = time.monotonic()
-    try:
+    with recording_failure(spark, layout, name):
         report = body(spark, cfg, layout)
-    except Exception as exc:
-        _record_failure(spark, layout, name, exc, time.monotonic() - started)
-        raise
-    storage.delete(spark, layout.stage_failure(name))
     report = {**report, "stage": name, "seconds": round(time.monotonic() - started, 3)}
     if stage.kind == BUILD:
         storage.write_json(spark, layout.stage_report(name), report)
     log.info("stage %s: done in %.1fs", name, report["seconds"])
     return report
+
+
+@contextmanager
+def recording_failure(spark: SparkSession, layout: RunLayout, name: str) -> Iterator[None]:
+    """Around a stage's work: on failure leave stages/<name>.failed.json, on success remove it."""
+    started = time.monotonic()
+    try:
+        yield
+    except Exception as exc:
+        _record_failure(spark, layout, name, exc, time.monotonic() - started)
+        raise
+    storage.delete(spark, layout.stage_failure(name))
 
 
 def _record_failure(spark: SparkSession, layout: RunLayout, name: str, exc: Exception, seconds: float) -> None:

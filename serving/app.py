@@ -39,7 +39,11 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     init_metrics(app, metrics)
     events = event_writer_settings(cfg.store, cfg.events.write_timeout_seconds)
     app.extensions["recs_events"] = EventLog(
-        lambda: connect(events), KeyLayout(cfg.store.key_prefix), reader.in_outage, cfg.events.idempotency_ttl_seconds
+        lambda: connect(events),
+        KeyLayout(cfg.store.key_prefix),
+        reader.in_outage,
+        cfg.events.idempotency_ttl_seconds,
+        observe=metrics.observe_redis,
     )
     app.register_blueprint(api)
     app.register_blueprint(feedback)

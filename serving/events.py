@@ -49,7 +49,9 @@ def post_events():
         return jsonify(accepted=0, duplicate=True), 202
     counter = current_app.extensions["recs_metrics"].events
     for event, attribution in attributed:
-        counter.labels(event.type, attribution.variant or "-").inc()
+        # Only a counted event's variant is checked against the experiment; any other variant
+        # is the client's word, and a label a client can choose has no bound on its values.
+        counter.labels(event.type, attribution.variant if attribution.counted else "-").inc()
     return jsonify(accepted=written, duplicate=False), 202
 
 

@@ -24,6 +24,8 @@ from flask import Flask, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 
+from store.errors import StoreError
+
 MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5)
 REDIS_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1, 0.25, 1.0)
@@ -90,7 +92,7 @@ class RunCollector:
         self._reader = reader
 
     def collect(self):
-        snapshot = self._reader.held()
+        snapshot = self._served_run()
         info = InfoMetricFamily("recs_run", "The run this worker serves")
         age = GaugeMetricFamily("recs_run_age_seconds", "Seconds since the served run was published")
         if snapshot is not None:
@@ -99,6 +101,14 @@ class RunCollector:
             age.add_metric([], (dt.datetime.now(dt.UTC) - published).total_seconds())
         yield info
         yield age
+
+    def _served_run(self):
+        # A worker that has answered only scrapes holds no run yet: load it, so that the run's
+        # series do not come and go with whichever worker answers.
+        try:
+            return self._reader.current()
+        except StoreError:
+            return self._reader.held()
 
 
 def init_app(app: Flask, metrics: ApiMetrics) -> None:

@@ -19,6 +19,7 @@ again. Durability is Redis's: a Redis that keeps events must run with the append
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -106,8 +107,10 @@ class EventLog:
         keys: KeyLayout,
         in_outage: Callable[[], bool] = lambda: False,
         idempotency_ttl_seconds: int = 86_400,
+        observe: Callable[[float, bool], None] | None = None,
     ):
         self._connect = connect_client
+        self._observe = observe
         self._client_instance = None
         self._keys = keys
         self._in_outage = in_outage
@@ -122,7 +125,7 @@ class EventLog:
             raise StoreUnavailable("Redis failed moments ago; events not recorded")
         keys, argv = self._script_arguments(list(events), idempotency_key)
         try:
-            written = self._client().eval(RECORD_SCRIPT, len(keys), *keys, *argv)
+            written = self._timed(lambda: self._client().eval(RECORD_SCRIPT, len(keys), *keys, *argv))
         except (RedisError, RedisClusterException, OSError) as exc:
             raise StoreUnavailable(f"events not recorded: {exc!r}") from exc
         return None if written == -1 else int(written)
@@ -132,7 +135,7 @@ class EventLog:
         from redis.exceptions import RedisClusterException, RedisError
 
         try:
-            return experiment_report(self._client(), self._keys, name)
+            return self._timed(lambda: experiment_report(self._client(), self._keys, name))
         except (RedisError, RedisClusterException, OSError) as exc:
             raise StoreUnavailable(f"experiment counters unavailable: {exc!r}") from exc
 
@@ -159,6 +162,17 @@ class EventLog:
             encoded.append(entry)
         argv = [idempotency_key or "", self._idempotency_ttl, json.dumps(encoded, ensure_ascii=False)]
         return keys, argv
+
+    def _timed(self, call: Callable[[], object]):
+        """Run one Redis call, telling the observer how long it took and whether it failed."""
+        started, failed = time.perf_counter(), True
+        try:
+            result = call()
+            failed = False
+            return result
+        finally:
+            if self._observe is not None:
+                self._observe(time.perf_counter() - started, failed)
 
     def _client(self):
         if self._client_instance is None:

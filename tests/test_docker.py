@@ -27,6 +27,7 @@ def test_compose_runs_redis_with_the_append_only_file_the_api_and_airflow():
         assert environment["RECS_CONFIG"] == "/app/conf/demo.yaml"
         assert "./conf:/app/conf:ro" in services[name]["volumes"]
     assert services["api"]["command"] == ["api"] and services["airflow"]["command"] == ["airflow"]
+    assert all(services[name]["init"] for name in ("api", "airflow")) and "healthcheck" in services["api"]
 
 
 def test_the_image_entry_points_start_the_production_server_and_airflow():
@@ -35,6 +36,8 @@ def test_the_image_entry_points_start_the_production_server_and_airflow():
     assert "exec airflow standalone" in entrypoint
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "openjdk-17-jre-headless" in dockerfile and "pip install --no-cache-dir -r requirements.lock" in dockerfile
+    assert "USER recs" in dockerfile
+    assert "python -m tools.bundle" in entrypoint  # the jobs' bundle carries the mounted conf/
     copied = {line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY ")}
     assert {"conf", "jobs", "store", "serving", "dags", "orchestration", "tools"} <= copied
 

@@ -299,3 +299,21 @@ def test_a_rollback_restores_the_older_runs_experiment_definition(redis_client):
     roll_back(redis_client, KEYS, PublishPolicy(keep_runs=3, batch_size=100, lock_ttl_seconds=30))
     definition = json.loads(redis_client.get(KEYS.experiment_definition("ranking")))
     assert definition["shares"] == {"als": 0.5, "popular": 0.5}
+
+
+def test_events_metric_labels_only_variants_the_experiment_vouches_for(client, redis_client):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    seed_experiment(redis_client, RUN_1, {"als": 0.5, "popular": 0.5})
+    other_experiment = f"{RUN_1}~other~made-up-{{}}~a~0123456789abcdef"
+    click = {"user_id": USERS[0], "item_id": "i", "type": "click"}
+    events = [{**click, "rec_id": other_experiment.format(k)} for k in range(5)] + [{**click, "variant": "als"}]
+    assert post(client, events).status_code == 202
+    assert client.get("/v1/experiments/ranking").status_code == 200
+    samples = {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+               for family in text_string_to_metric_families(client.get("/metrics").get_data(as_text=True))
+               for sample in family.samples}  # fmt: skip
+    events_by_variant = {dict(labels)["variant"]: value for (name, labels), value in samples.items()
+                         if name == "recs_events_total"}  # fmt: skip
+    assert events_by_variant == {"-": 5, "als": 1}
+    assert samples[("recs_redis_seconds_count", ())] >= 2  # the batch's script and the statistics

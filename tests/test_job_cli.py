@@ -1,6 +1,7 @@
 """Commands as users run them: a refusal is one clear line and exit status 2, never a traceback,
 and a bad config or date is refused before Spark starts or anything is written."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,8 @@ def test_publish_refuses_an_incomplete_run_with_exit_2(tmp_path):
     result = run_module("jobs.publish", "--run-date", "2026-11-29", RECS__PATHS__RUNS_ROOT=str(tmp_path / "runs"))
     assert result.returncode == 2, result.stderr[-2000:]
     assert "publish refused: run 2026-11-29 has no manifest.json" in result.stderr
+    record = json.loads((tmp_path / "runs" / "2026-11-29" / "stages" / "publish.failed.json").read_text())
+    assert (record["stage"], record["refused"], record["error"]) == ("publish", True, "JobError")
 
 
 CONFIG_TYPOS = [

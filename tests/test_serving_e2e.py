@@ -219,6 +219,8 @@ def test_metrics_sum_every_workers_counts(redis_server, redis_client, tmp_path):
     server.start()
     lookups = "/v1/recommendations/<any_text:user_id>"
     try:
+        # Scrapes before any lookup: a worker that has served nothing yet still names the run.
+        first = [metric_samples(requests.get(f"{server.url}/metrics", timeout=5).text) for _ in range(4)]
         for i in range(40):  # a new connection each time, so both workers answer
             assert requests.get(f"{server.url}/v1/recommendations/u{i}?n=1", timeout=5).status_code == 200
         for i in range(15):
@@ -230,6 +232,8 @@ def test_metrics_sum_every_workers_counts(redis_server, redis_client, tmp_path):
     finally:
         server.stop()
     assert len(worker_files) == 2, f"both workers counted requests: {worker_files}"
+    for samples in first:
+        assert samples[("recs_run_info", (("from_fallback_file", "False"), ("run_id", RUNS[0][1])))] == 1
     for samples in scrapes:  # whichever worker answered, the sums are the same
         answers = {labels: value for (name, labels), value in samples.items() if name == "recs_answers_total"}
         assert answers[(("endpoint", lookups), ("source", "personalized"))] == 40

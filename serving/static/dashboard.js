@@ -188,7 +188,13 @@ async function refreshMetrics() {
   const totals = itemTotals(samples);
   const previous = sourceHistory.length ? sourceHistory[sourceHistory.length - 1].totals : null;
   const parts = {};
-  for (const source of ITEM_SOURCES) parts[source] = (totals[source] || 0) - (previous ? previous[source] || 0 : 0);
+  for (const source of ITEM_SOURCES) {
+    const now = totals[source] || 0;
+    const before = previous ? previous[source] || 0 : 0;
+    // A counter that went down was reset (the server restarted, or another instance answered):
+    // what it counts now all came after the reset.
+    parts[source] = now >= before ? now - before : now;
+  }
   const time = new Date().toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
   sourceHistory.push({ totals, label: previous ? time : "since start", parts });
   while (sourceHistory.length > 12) sourceHistory.splice(1, 1);
