@@ -129,6 +129,16 @@ dev: venv ## Flask's debug server with reload, for development only
 run: venv bundle ## Run the whole pipeline without Airflow, publish included (python -m jobs.pipeline)
 	@$(VENV_PY) -m jobs.pipeline --run-date $(RUN_DATE)
 
+.PHONY: movielens
+movielens: venv ## MovieLens 100K (from PyPI) through every stage but publish, with the shipped defaults
+	@$(VENV_PY) -m tools.movielens --out $(VAR)/data/ml-100k 2> >(grep -v "^WARNING: Location" >&2)
+	@echo "==> running the pipeline on it without Redis (conf/movielens.yaml; log: var/logs/movielens.log)"
+	@mkdir -p $(VAR)/logs
+	@RECS__EVENTS__ENABLED=false $(VENV_PY) -m jobs.pipeline --config conf/movielens.yaml --run-date $(RUN_DATE) \
+	  --stages export_events,prepare,tune,train,evaluate,recommend,similar,finalize > $(VAR)/logs/movielens.log 2>&1 \
+	  || { tail -n 40 $(VAR)/logs/movielens.log; exit 1; }
+	@$(VENV_PY) -m tools.run_summary --config conf/movielens.yaml --run-date $(RUN_DATE) --users 0
+
 .PHONY: browser
 browser: ## Install Debian's chromium and chromium-driver for the dashboard test (root or sudo)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \

@@ -22,7 +22,8 @@ from store.contract import DEFAULT_VARIANT, EVENT_TYPES, NAME_PATTERN, check_key
 INPUT_FORMATS = ("csv", "tsv", "parquet")
 TIMESTAMP_FORMATS = ("epoch", "epoch_ms", "iso", "auto")
 DUPLICATE_POLICIES = ("sum", "last")
-WEIGHT_TRANSFORMS = ("none", "log1p")
+WEIGHT_TRANSFORMS = ("none", "log1p", "bm25", "tfidf")
+TUNABLE_SETTINGS = ("alpha", "reg_param", "weight_transform", "rank", "max_iter")
 DOWN_MODES = ("fallback", "unavailable")
 VARIANT_MODELS = ("als", "popularity")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
@@ -106,6 +107,8 @@ class TrainSection(Section):
     seed: int
     checkpoint_interval: int = Field(ge=1)
     weight_transform: Literal[WEIGHT_TRANSFORMS]
+    bm25_k1: float = Field(gt=0)
+    bm25_b: float = Field(ge=0, le=1)
     num_user_blocks: int = Field(ge=1)
     num_item_blocks: int = Field(ge=1)
 
@@ -180,12 +183,61 @@ class EventsSection(Section):
         return weights
 
 
+class SliceSection(Section):
+    # Users with fewer training interactions than light_min are cold, with heavy_min or more heavy.
+    light_min: int = Field(ge=1)
+    heavy_min: int = Field(ge=2)
+    # The most popular items that together hold this share of training interactions are the head.
+    head_share: float = Field(gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SliceSection:
+        if self.heavy_min <= self.light_min:
+            raise ValueError(f"heavy_min ({self.heavy_min}) must be above light_min ({self.light_min})")
+        return self
+
+
 class EvaluateSection(Section):
     enabled: bool
     holdout_fraction: float = Field(gt=0, lt=1)
     min_user_interactions: int = Field(ge=1)
     k: int = Field(ge=1)
     seed: int
+    slices: SliceSection
+
+
+class TuneSection(Section):
+    enabled: bool
+    trials: int = Field(ge=1)
+    time_limit_minutes: float = Field(gt=0)
+    # Users whose holdout scores each trial: a seeded sample of at most this many.
+    max_users: int = Field(ge=1)
+    # Setting -> values to try, searched one setting at a time in this order; [] leaves it out.
+    space: dict[Literal[TUNABLE_SETTINGS], list[float | int | str]]
+
+    @field_validator("space")
+    @classmethod
+    def _space(cls, space: dict[str, list]) -> dict[str, list]:
+        for setting, values in space.items():
+            for value in values:  # each value must be one the train section accepts
+                try:
+                    TrainOverrides.model_validate({setting: value})
+                except ValueError as exc:
+                    raise ValueError(f"space.{setting} has a bad value {value!r}: {_first_error(exc)}") from None
+        return space
+
+
+def _first_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    return errors()[0]["msg"] if callable(errors) else str(exc)
+
+
+class GateSection(Section):
+    enabled: bool
+    # Hold a run whose NDCG@k is below popularity's by more than this fraction of popularity's.
+    max_below_popularity: float = Field(ge=0, le=1)
+    # Hold a run whose NDCG@k fell by more than this fraction of the current published run's.
+    max_drop: float = Field(ge=0, le=1)
 
 
 class RecommendSection(Section):
@@ -289,7 +341,9 @@ class Config(Section):
     items: ItemsSection
     prepare: PrepareSection
     train: TrainSection
+    tune: TuneSection
     evaluate: EvaluateSection
+    gate: GateSection
     recommend: RecommendSection
     cold_start: ColdStartSection
     store: StoreSection
@@ -321,6 +375,15 @@ class Config(Section):
             raise ValueError("api.exploration_slots must not exceed api.max_n")
         return self
 
+    @model_validator(mode="after")
+    def _gate_has_figures(self) -> Config:
+        if self.gate.enabled and not self.evaluate.enabled:
+            raise ValueError(
+                "gate.enabled needs evaluate.enabled: the quality gate judges the evaluate stage's figures "
+                "(turn both off to publish every run unjudged)"
+            )
+        return self
+
     def active_experiment(self) -> tuple[str, ExperimentSection] | None:
         """The enabled experiment (name, settings), or None."""
         return next(((name, e) for name, e in self.experiments.items() if e.enabled), None)
@@ -343,15 +406,17 @@ class Config(Section):
             return active[1].control
         return als[0] if als else None
 
-    def variants(self) -> list[RunVariant]:
-        """The model variants a run trains and publishes: the enabled experiment's, or one
-        ``default`` variant with the train section as it is."""
+    def variants(self, train: TrainSection | None = None) -> list[RunVariant]:
+        """The model variants a run trains and publishes: the enabled experiment's, each with its
+        own changes laid over ``train`` (the run's chosen setting; default the train section), or
+        one ``default`` variant with ``train`` as it is."""
+        train = train or self.train
         active = self.active_experiment()
         if active is None:
-            return [RunVariant(DEFAULT_VARIANT, "als", self.train, 1.0)]
+            return [RunVariant(DEFAULT_VARIANT, "als", train, 1.0)]
         _, experiment = active
         return [
-            RunVariant(name, v.model, _with_overrides(self.train, v.train), v.share)
+            RunVariant(name, v.model, _with_overrides(train, v.train), v.share)
             for name, v in experiment.variants.items()
         ]
 

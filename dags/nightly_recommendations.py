@@ -13,6 +13,11 @@ A job that **refuses** (exit status 2: bad config, bad input above the quarantin
 an incomplete run, a publish the store refuses) fails its task without retries; its log says
 why in one line. A crash is retried with exponential backoff.
 
+`quality_gate` branches on the decision finalize wrote into the manifest: to `publish`, or,
+when the run's NDCG@k is too far below popularity's or below the current published run's, to
+`held`, which fails with the reason (not retried). Publish a held run on purpose with
+`python -m jobs.publish --run-date <ds> --override-gate`.
+
 `publish` loads Redis from `store.url` (or `REDIS_URL`) and refuses a run older than the one
 being served; roll back with `python -m store.admin rollback`.
 
@@ -28,10 +33,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pendulum
+from airflow.providers.standard.operators.python import BranchPythonOperator, PythonOperator
 from airflow.sdk import DAG
 
 from conf import load_config
-from jobs.stages import PIPELINE
+from jobs.stages import GATE, PIPELINE
+from jobs.storage import absolute_uri
 from orchestration.spark_job import SparkJobOperator
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -41,6 +48,51 @@ LOG4J_OPTION = f"-Dlog4j2.configurationFile=file:{PROJECT_ROOT / 'conf' / 'log4j
 
 cfg = load_config(CONFIG_PATH)
 schedule = cfg.schedule
+RUN_DIR = absolute_uri(cfg.paths.runs_root).rstrip("/") + "/{{ ds }}"
+config_args = ["--config", CONFIG_PATH] if CONFIG_PATH else []
+HELD_TASK = "held"
+
+
+def follow_gate(run_dir: str, publish_task: str) -> str:
+    """Branch on the quality gate's decision in the run's manifest."""
+    from jobs.quality_gate import branch
+
+    return branch(run_dir, publish_task, HELD_TASK)
+
+
+def fail_held(run_dir: str, run_date: str) -> None:
+    """Fail with the reason the gate held the run, and how to publish it anyway."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from jobs.quality_gate import held_message, read_manifest_directly
+
+    raise AirflowFailException(held_message(run_date, read_manifest_directly(run_dir)["gate"]))
+
+
+def spark_task(stage) -> SparkJobOperator:
+    """One stage's spark-submit."""
+    return SparkJobOperator(
+        task_id=stage.name,
+        doc_md=f"`{stage.script}`: {stage.summary}",
+        conn_id=schedule.spark_conn_id,
+        application=str(PROJECT_ROOT / stage.script),
+        py_files=BUNDLE_PATH,
+        application_args=[*config_args, "--run-date", "{{ ds }}"],
+        name=f"recs-{stage.name}-{{{{ ds }}}}",
+        conf={**cfg.spark.conf_strings(), "spark.driver.extraJavaOptions": LOG4J_OPTION},
+    )
+
+
+def gate_task(stage) -> BranchPythonOperator:
+    """The quality gate: a branch to the stage after it (publish) or to ``held``."""
+    (publish_task,) = [name for name in PIPELINE.names if stage.name in PIPELINE.direct_inputs(name)]
+    return BranchPythonOperator(
+        task_id=stage.name,
+        doc_md=stage.summary,
+        python_callable=follow_gate,
+        op_kwargs={"run_dir": RUN_DIR, "publish_task": publish_task},
+    )
+
 
 with DAG(
     dag_id="nightly_recommendations",
@@ -61,19 +113,14 @@ with DAG(
         "execution_timeout": timedelta(minutes=schedule.execution_timeout_minutes),
     },
 ) as dag:
-    config_args = ["--config", CONFIG_PATH] if CONFIG_PATH else []
-    tasks = {
-        stage.name: SparkJobOperator(
-            task_id=stage.name,
-            doc_md=f"`{stage.script}`: {stage.summary}",
-            conn_id=schedule.spark_conn_id,
-            application=str(PROJECT_ROOT / stage.script),
-            py_files=BUNDLE_PATH,
-            application_args=[*config_args, "--run-date", "{{ ds }}"],
-            name=f"recs-{stage.name}-{{{{ ds }}}}",
-            conf={**cfg.spark.conf_strings(), "spark.driver.extraJavaOptions": LOG4J_OPTION},
-        )
-        for stage in PIPELINE.stages
-    }
+    tasks = {stage.name: gate_task(stage) if stage.kind == GATE else spark_task(stage) for stage in PIPELINE.stages}
     for upstream, downstream in PIPELINE.dag_edges():
         tasks[upstream] >> tasks[downstream]
+    for stage in PIPELINE.stages:
+        if stage.kind == GATE:
+            tasks[stage.name] >> PythonOperator(
+                task_id=HELD_TASK,
+                doc_md="The quality gate held the run: fails with the reason (AirflowFailException: not retried).",
+                python_callable=fail_held,
+                op_kwargs={"run_dir": RUN_DIR, "run_date": "{{ ds }}"},
+            )

@@ -1,11 +1,16 @@
-"""evaluate: hold out each user's latest interactions, train each variant of the run on the
-rest, and score every variant and a popularity baseline on the same split.
+"""evaluate: score every variant of the run and a popularity baseline on the holdout split that
+tune wrote, overall, by slice and beyond accuracy.
 
     spark-submit --py-files dist/recs_jobs.zip jobs/evaluate.py --run-date 2026-11-29
 
-Reports precision@k, recall@k, NDCG@k, MAP@k and catalogue coverage per variant and for
-"most popular unseen items"; ``als`` repeats the control's figures (the first ALS variant's
-when the control is not ALS). Without timestamps the holdout is a seeded random one.
+Each ALS variant is scored with the model trained on the split's training part for its
+setting (the tune stage's chosen setting, with the variant's own changes): tune kept the
+winner's, so the default variant's is loaded rather than trained again; a setting tune did not
+train is trained here once and kept. Reports precision@k, recall@k, NDCG@k, MAP@k, coverage,
+novelty, average recommended popularity, head share and diversity (jobs/beyond_accuracy.py),
+and the ranking metrics per user activity, item popularity and category (jobs/slices.py);
+``als`` repeats the reference ALS variant's figures. Without timestamps the holdout is a seeded
+random one.
 """
 
 from __future__ import annotations
@@ -13,111 +18,129 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from jobs.metrics import catalog_coverage, ranking_metrics
+from jobs import storage
+from jobs.beyond_accuracy import beyond_accuracy
+from jobs.holdout import keep_holdout_model, load_holdout_model, relevant_items, split_method, split_settings
+from jobs.metrics import mean_metrics, metrics_of, per_user_metrics
 from jobs.ranking import item_popularity, popular_candidates, seen_items, top_unseen, variant_top
 from jobs.run_layout import RunLayout
 from jobs.runner import JobError, job_main
-from jobs.train import fit_als
+from jobs.slices import by_activity, by_item_slice, item_stats, user_activity
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from conf.schema import Config
+    from conf.schema import Config, TrainSection
 
 
-def mark_holdout(interactions: DataFrame, fraction: float, min_user_interactions: int, seed: int) -> DataFrame:
-    """Add ``holdout`` (bool): each user's latest floor(n * fraction) interactions, at least one,
-    for users with at least ``min_user_interactions``. Ties in time break by a seeded hash."""
-    from pyspark.sql import Window
-    from pyspark.sql import functions as F
+class HoldoutData:
+    """What every recommender is scored against: the split's training part and held-out items,
+    the users' seen items, popularity, slices and the item statistics."""
 
-    if not 0 < fraction < 1:
-        raise ValueError(f"holdout fraction must be between 0 and 1, got {fraction}")
-    tie_break = F.xxhash64(F.lit(int(seed)), "user_idx", "item_idx")
-    latest_first = Window.partitionBy("user_idx").orderBy(F.desc_nulls_last("ts"), tie_break)
-    per_user = Window.partitionBy("user_idx")
-    ranked = interactions.select(
-        "*", F.row_number().over(latest_first).alias("_recency"), F.count(F.lit(1)).over(per_user).alias("_n")
-    )
-    held = F.greatest(F.floor(F.col("_n") * F.lit(float(fraction))), F.lit(1))
-    holdout = (F.col("_n") >= F.lit(int(min_user_interactions))) & (F.col("_recency") <= held)
-    return ranked.select(*interactions.columns, holdout.alias("holdout"))
+    def __init__(self, spark: SparkSession, cfg: Config, layout: RunLayout):
+        check_split(spark, cfg, layout)
+        split = spark.read.parquet(layout.split)
+        self.method = split_method(split)
+        self.train = split.where("NOT holdout").cache()
+        self.relevant = relevant_items(split.where("holdout")).cache()
+        self.users = self.relevant.count()
+        if self.users == 0:
+            raise JobError("evaluation holdout is empty: no user has evaluate.min_user_interactions interactions")
+        self.seen = seen_items(self.train).join(self.relevant.select("user_idx"), "user_idx").cache()
+        self.popularity = item_popularity(self.train).cache()
+        self.catalog_size = self.popularity.count()
+        self.train_users = self.train.select("user_idx").distinct().count()
+        categories = _item_categories(spark, layout)
+        self.with_categories = categories is not None
+        self.item_stats = item_stats(self.train, categories, cfg.evaluate.slices.head_share).cache()
+        self.activity = user_activity(self.train, cfg.evaluate.slices).cache()
+        self.split_counts = {"train_pairs": self.train.count(), "holdout_pairs": split.where("holdout").count()}
+
+    def score(self, top: DataFrame, k: int) -> dict:
+        """Every figure for one recommender's top-k lists (user_idx, items of item_idx, score)."""
+        items = top.selectExpr("user_idx", "transform(items, r -> r.item_idx) AS items").cache()
+        per_user = per_user_metrics(items, self.relevant, k).cache()
+        result = metrics_of(mean_metrics(per_user).first())
+        result.update(beyond_accuracy(items, self.item_stats, self.train_users, self.catalog_size, k,
+                                      self.with_categories))  # fmt: skip
+        sliced = by_item_slice(items, self.relevant, self.item_stats, k, self.with_categories)
+        result["slices"] = {"users": by_activity(per_user, self.activity), **sliced}
+        per_user.unpersist()
+        items.unpersist()
+        return result
+
+    def release(self) -> None:
+        """Drop the cached frames."""
+        for frame in (self.train, self.relevant, self.seen, self.popularity, self.item_stats, self.activity):
+            frame.unpersist()
 
 
-def relevant_items(holdout: DataFrame) -> DataFrame:
-    """Per user, the held-out item indices: user_idx, relevant."""
-    from pyspark.sql import functions as F
+def check_split(spark: SparkSession, cfg: Config, layout: RunLayout) -> None:
+    """Refuse a split made with other evaluate settings than this run's (re-run tune first)."""
+    made_with = storage.read_json(spark, layout.split_settings)
+    wanted = split_settings(cfg.evaluate)
+    if made_with is None:
+        raise JobError(f"run {layout.run_date} has no holdout split: run the tune stage first")
+    if made_with != wanted:
+        raise JobError(
+            f"run {layout.run_date}'s holdout split was made with {made_with}, not this config's {wanted}: "
+            "run the tune stage again first"
+        )
 
-    return holdout.groupBy("user_idx").agg(F.collect_set("item_idx").alias("relevant"))
+
+def _item_categories(spark: SparkSession, layout: RunLayout) -> DataFrame | None:
+    meta = storage.read_parquet_if_complete(spark, layout.item_meta)
+    if meta is None:
+        return None
+    return meta.join(spark.read.parquet(layout.items), "item_id").select("item_idx", "categories")
 
 
-def item_arrays(top: DataFrame) -> DataFrame:
-    """Turn ranked (item_idx, score) structs into plain item arrays: user_idx, items."""
-    from pyspark.sql import functions as F
+def holdout_model(data: HoldoutData, params: TrainSection, layout: RunLayout):
+    """The model of this setting trained on the split: the one kept (by tune), else trained and kept.
+    Returns the model and whether it was reused."""
+    from jobs.train import fit_als
 
-    return top.select("user_idx", F.expr("transform(items, r -> r.item_idx)").alias("items"))
-
-
-def score_recommender(top: DataFrame, relevant: DataFrame, k: int, catalog_size: int) -> dict:
-    """Ranking metrics and coverage of one recommender's top-k lists."""
-    items = item_arrays(top).cache()
-    result = ranking_metrics(items, relevant, k)
-    result["coverage"] = catalog_coverage(items, catalog_size, k)
-    items.unpersist()
-    return result
+    model = load_holdout_model(layout.holdout_models, params)
+    if model is not None:
+        return model, True
+    model = fit_als(data.train, params)
+    keep_holdout_model(model, layout.holdout_models, params)
+    return model, False
 
 
 def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
-    """Split, fit, and score ALS and popularity on this run's prepared interactions."""
+    """Score each variant and popularity on the shared split."""
+    from jobs.tune import read_chosen_train
+
     settings = cfg.evaluate
     if not settings.enabled:
         return {"enabled": False}
     k = settings.k
-    marked = mark_holdout(
-        spark.read.parquet(layout.interactions),
-        settings.holdout_fraction,
-        settings.min_user_interactions,
-        settings.seed,
-    ).cache()
-    train, holdout = marked.where("NOT holdout"), marked.where("holdout")
-    relevant = relevant_items(holdout).cache()
-    if relevant.count() == 0:
-        raise JobError("evaluation holdout is empty: no user has evaluate.min_user_interactions interactions")
-    seen = seen_items(train).join(relevant.select("user_idx"), "user_idx").cache()
-    catalog_size = train.select("item_idx").distinct().count()
-    popularity = item_popularity(train).cache()
-    popular_top = top_unseen(popular_candidates(popularity, seen, k), seen, k)
-    variants = {}
-    for variant in cfg.variants():
-        model = fit_als(train, variant.train) if variant.model == "als" else None
-        variants[variant.name] = score_recommender(
-            variant_top(variant, model, popularity, seen, k), relevant, k, catalog_size
-        )
+    data = HoldoutData(spark, cfg, layout)
+    variants, models = {}, {}
+    for variant in cfg.variants(read_chosen_train(spark, cfg, layout)):
+        model, reused = holdout_model(data, variant.train, layout) if variant.model == "als" else (None, None)
+        variants[variant.name] = data.score(variant_top(variant, model, data.popularity, data.seen, k), k)
+        models[variant.name] = {"reused": reused} if reused is not None else None
+    popular_top = top_unseen(popular_candidates(data.popularity, data.seen, k), data.seen, k)
     report = {
         "k": k,
         "split": {
-            "method": "latest_by_timestamp" if _has_timestamps(marked) else "seeded_random",
+            "method": data.method,
             "holdout_fraction": settings.holdout_fraction,
-            "train_pairs": train.count(),
-            "holdout_pairs": holdout.count(),
-            "users_evaluated": relevant.count(),
-            "catalog_items": catalog_size,
+            **data.split_counts,
+            "users_evaluated": data.users,
+            "catalog_items": data.catalog_size,
         },
-        "popularity": score_recommender(popular_top, relevant, k, catalog_size),
+        "popularity": data.score(popular_top, k),
         "variants": variants,
+        "holdout_models": models,
     }
     reference = cfg.reference_als_variant()
     if reference is not None:
         report["als"] = variants[reference]
-    marked.unpersist()
-    popularity.unpersist()
-    relevant.unpersist()
-    seen.unpersist()
+    data.release()
     return report
-
-
-def _has_timestamps(interactions: DataFrame) -> bool:
-    return interactions.where("ts IS NOT NULL").limit(1).count() > 0
 
 
 def main(argv: list[str] | None = None) -> int:

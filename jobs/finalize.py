@@ -4,18 +4,22 @@
 
 The manifest is the run's completion marker: readers (the publish job included) trust a run
 folder only when it exists. It holds the config used, input, quarantine and output counts,
-evaluation metrics, stage timings, every build stage's report, the code version and the run id.
-Which reports it requires comes from the stage table (jobs/stages.py): every build stage's.
+evaluation metrics, the tuning trials and the chosen setting, the quality gate's decision
+(jobs/quality_gate.py: against popularity and the current published run, read from the store),
+stage timings, every build stage's report, the code version and the run id. Which reports it
+requires comes from the stage table (jobs/stages.py): every build stage's.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import sys
 from typing import TYPE_CHECKING
 
 from conf.redaction import redact_config
 from jobs import storage
+from jobs.quality_gate import current_published, judge
 from jobs.run_layout import RunLayout
 from jobs.runner import JobError, job_main
 from jobs.stages import PIPELINE
@@ -27,6 +31,8 @@ if TYPE_CHECKING:
     from conf.schema import Config
 
 MANIFEST_VERSION = 1
+
+log = logging.getLogger("recs.finalize")
 
 
 def make_run_id(run_date: str, finalized_at: dt.datetime) -> str:
@@ -58,6 +64,7 @@ def build_manifest(
             **{key: evaluate[key] for key in ("k", "split", "als", "popularity", "variants") if key in evaluate},
             "cold_start": reports.get("similar", {}).get("evaluation"),
         },
+        "tuning": {key: value for key, value in reports["tune"].items() if key not in ("stage", "seconds")},
         "variants": recommend["variants"],
         "experiment": recommend["experiment"],
         "timings_seconds": {stage: reports[stage]["seconds"] for stage in PIPELINE.build_stages},
@@ -91,8 +98,11 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout, finalized_at: dt.da
     finalized_at = finalized_at or dt.datetime.now(dt.UTC)
     config = cfg.model_dump(mode="json")
     manifest = build_manifest(config, reports, layout.run_date, finalized_at, code_version(), layout)
+    current = current_published(cfg) if cfg.gate.enabled else None
+    manifest["gate"] = judge(manifest["metrics"], current, cfg.gate)
     storage.write_json(spark, layout.manifest, manifest)
-    return {"run_id": manifest["run_id"], "manifest": layout.manifest}
+    log.info("quality gate: %s - %s", "passed" if manifest["gate"]["passed"] else "HELD", manifest["gate"]["reason"])
+    return {"run_id": manifest["run_id"], "manifest": layout.manifest, "gate_passed": manifest["gate"]["passed"]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,29 +22,31 @@ if TYPE_CHECKING:
 METRIC_NAMES = ("precision_at_k", "recall_at_k", "ndcg_at_k", "map_at_k")
 
 
-def per_user_metrics(recommended: DataFrame, relevant: DataFrame, k: int) -> DataFrame:
-    """Per-user metrics for users with at least one relevant item: user_idx plus one column per metric.
+def per_user_metrics(recommended: DataFrame, relevant: DataFrame, k: int, keys: tuple[str, ...] = ()) -> DataFrame:
+    """Per-user metrics for users with at least one relevant item: user_idx, ``keys`` (more
+    columns of ``relevant`` carried through, e.g. a slice) and one column per metric.
 
     ``recommended``: user_idx, items (array<int>, best first); ``relevant``: user_idx, relevant (array<int>)."""
     from pyspark.sql import functions as F
 
     k = int(k)
+    carried = ["user_idx", *keys]
     joined = (
         relevant.where(F.size("relevant") > 0)
         .join(recommended, "user_idx", "left")
         .select(
-            "user_idx",
+            *carried,
             "relevant",
             F.expr(f"slice(coalesce(items, array()), 1, {k})").alias("top"),
         )
     )
     with_hits = joined.select(
-        "user_idx",
+        *carried,
         "relevant",
         F.expr("transform(top, x -> IF(array_contains(relevant, x), 1, 0))").alias("hits"),
     )
     return with_hits.select(
-        "user_idx",
+        *carried,
         F.expr(f"aggregate(hits, 0, (acc, h) -> acc + h) / {k}").alias("precision_at_k"),
         F.expr("aggregate(hits, 0, (acc, h) -> acc + h) / size(relevant)").alias("recall_at_k"),
         F.expr(
@@ -60,13 +62,23 @@ def per_user_metrics(recommended: DataFrame, relevant: DataFrame, k: int) -> Dat
 
 def ranking_metrics(recommended: DataFrame, relevant: DataFrame, k: int) -> dict:
     """Mean precision, recall, NDCG and MAP at k over the users in ``relevant``, plus the user count."""
+    row = mean_metrics(per_user_metrics(recommended, relevant, k)).first()
+    return metrics_of(row)
+
+
+def mean_metrics(per_user: DataFrame, by: tuple[str, ...] = ()) -> DataFrame:
+    """Each metric's mean, and the number of users, over per-user rows (grouped ``by``)."""
     from pyspark.sql import functions as F
 
-    scores = per_user_metrics(recommended, relevant, k)
-    row = scores.agg(F.count(F.lit(1)).alias("users"), *[F.avg(name).alias(name) for name in METRIC_NAMES]).first()
-    result = {name: float(row[name] or 0.0) for name in METRIC_NAMES}
-    result["users"] = int(row["users"])
-    return result
+    means = [F.count(F.lit(1)).alias("users"), *[F.avg(name).alias(name) for name in METRIC_NAMES]]
+    return per_user.groupBy(*by).agg(*means)
+
+
+def metrics_of(row) -> dict:
+    """One row of ``mean_metrics`` as a plain dict; no figures (None) when it counts no users."""
+    if not row or not row["users"]:
+        return {**dict.fromkeys(METRIC_NAMES), "users": 0}
+    return {**{name: float(row[name] or 0.0) for name in METRIC_NAMES}, "users": int(row["users"])}
 
 
 def catalog_coverage(recommended: DataFrame, catalog_size: int, k: int) -> float:

@@ -3,12 +3,13 @@
     python -m jobs.pipeline --run-date 2026-11-29
     python -m jobs.pipeline --run-date 2026-11-29 --stages recommend,finalize
 
-Stages run in the order of the stage table (jobs/stages.py): export_events, prepare, train,
-evaluate, recommend, finalize, publish. The Airflow DAG runs the same stages, one
-spark-submit each. To build a run without Redis, switch events off and leave publish out:
+Stages run in the order of the stage table (jobs/stages.py): export_events, prepare, tune,
+train, evaluate, recommend, similar, finalize, quality_gate, publish. The Airflow DAG runs the
+same stages, one spark-submit each. A run the quality gate holds stops at quality_gate. To
+build a run without Redis, switch events off and leave publish out:
 
     RECS__EVENTS__ENABLED=false python -m jobs.pipeline --run-date 2026-11-29 \
-        --stages export_events,prepare,train,evaluate,recommend,finalize
+        --stages export_events,prepare,tune,train,evaluate,recommend,similar,finalize
 """
 
 from __future__ import annotations

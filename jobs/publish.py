@@ -2,24 +2,28 @@
 
     spark-submit --py-files dist/recs_jobs.zip jobs/publish.py --run-date 2026-11-29
     python -m jobs.publish --run-date 2026-11-20 --rollback     # make an older run current on purpose
+    python -m jobs.publish --run-date 2026-11-29 --override-gate   # publish a run the gate held
 
 The sequence itself (lock, register, verify, meta, promote, retention) is the store's
 (store.writer.publish_run); this job supplies the load: the Spark executors write every
 user's list from Arrow batches in pipelined batches, and the driver collects the short popular
-lists. Refuses (exit status 2) a run without manifest.json, a run older than the current one
-(unless --rollback), and any publish while another publisher holds the lock.
+lists. Refuses (exit status 2) a run without manifest.json, a run the quality gate held (unless
+--override-gate), a run older than the current one (unless --rollback), and any publish while
+another publisher holds the lock.
 ``python -m store.admin rollback`` goes back one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from jobs import storage
+from jobs.quality_gate import held_message, judge, published_metrics
 from jobs.ranking import collect_ranked
 from jobs.run_layout import RunLayout
 from jobs.runner import JobError, recording_failure, run_job
@@ -31,6 +35,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from conf.schema import Config
+
+log = logging.getLogger("recs.publish")
 
 
 def user_lists(recommendations: DataFrame, context: DataFrame | None = None) -> DataFrame:
@@ -123,9 +129,9 @@ def spark_loader(spark: SparkSession, layout: RunLayout, settings: RedisSettings
     (verification compares them with the keys), and the short documents collected."""
 
     def load(run_id: str) -> LoadedRun:
-        context = _optional(spark, layout.user_context)
+        context = storage.read_parquet_if_complete(spark, layout.user_context)
         lists = user_lists(spark.read.parquet(layout.recommendations), context).cache()
-        similar = _optional(spark, layout.similar)
+        similar = storage.read_parquet_if_complete(spark, layout.similar)
         similar = similar_lists(similar).cache() if similar is not None else None
         users, items = lists.count(), similar.count() if similar is not None else 0
         started = time.monotonic()
@@ -141,14 +147,13 @@ def spark_loader(spark: SparkSession, layout: RunLayout, settings: RedisSettings
     return load
 
 
-def _optional(spark: SparkSession, path: str) -> DataFrame | None:
-    return spark.read.parquet(path) if storage.exists(spark, f"{path}/_SUCCESS") else None
-
-
 def _catalogue(spark: SparkSession, layout: RunLayout) -> tuple[dict, dict]:
     """Each item's categories (from the item metadata) and each category's cold items, collected
     to the driver: the API holds both in memory."""
-    meta, cold = _optional(spark, layout.item_meta), _optional(spark, layout.cold)
+    meta, cold = (
+        storage.read_parquet_if_complete(spark, layout.item_meta),
+        storage.read_parquet_if_complete(spark, layout.cold),
+    )
     categories = (
         {row["item_id"]: list(row["categories"]) for row in meta.select("item_id", "categories").collect()}
         if meta
@@ -161,27 +166,60 @@ def _catalogue(spark: SparkSession, layout: RunLayout) -> tuple[dict, dict]:
     return categories, by_category
 
 
-def run(spark: SparkSession, cfg: Config, layout: RunLayout, rollback: bool = False) -> dict:
-    """Publish the run of layout.run_date; return what was done."""
+def run(
+    spark: SparkSession, cfg: Config, layout: RunLayout, rollback: bool = False, override_gate: bool = False
+) -> dict:
+    """Publish the run of layout.run_date; return what was done. A run the quality gate held is
+    refused unless ``override_gate``, which is logged and recorded in the run's meta."""
     manifest = storage.read_json(spark, layout.manifest)
     if manifest is None:
         raise JobError(
             f"run {layout.run_date} has no manifest.json at {layout.manifest}: "
             "it did not complete, so it is not published"
         )
+    manifest = _checked_against_gate(manifest, layout.run_date, override_gate)
     settings, keys = writer_settings(cfg.store), KeyLayout(cfg.store.key_prefix)
     policy = PublishPolicy.from_config(cfg.publish)
     load: RunLoader = spark_loader(spark, layout, settings, keys.prefix, policy.batch_size)
     client = connect(settings)
     try:
-        return publish_run(client, keys, policy, manifest, load, rollback=rollback)
+        if cfg.gate.enabled and not (rollback or override_gate):
+            _check_against_current(client, keys, manifest, cfg, layout.run_date)
+        result = publish_run(client, keys, policy, manifest, load, rollback=rollback)
     finally:
         client.close()
+    if manifest.get("gate", {}).get("overridden") and result["status"] == "published":
+        log.warning("published run %s although the quality gate held it (--override-gate): %s",
+                    layout.run_date, manifest["gate"]["reason"])  # fmt: skip
+    return result
+
+
+def _checked_against_gate(manifest: dict, run_date: str, override_gate: bool) -> dict:
+    """Refuse a held run unless overridden; an override is kept with the run."""
+    gate = manifest.get("gate")
+    if gate is None or gate["passed"]:
+        return manifest
+    if not override_gate:
+        raise JobError(held_message(run_date, gate))
+    return {**manifest, "gate": {**gate, "overridden": True}}
+
+
+def _check_against_current(client, keys: KeyLayout, manifest: dict, cfg: Config, run_date: str) -> None:
+    """Judge the run again against the run it would replace: finalize may not have reached the
+    store, or another run may have been published since."""
+    gate = judge(manifest.get("metrics") or {}, published_metrics(client, keys), cfg.gate)
+    if not gate["passed"]:
+        raise JobError(held_message(run_date, gate))
 
 
 def _add_publish_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rollback", action="store_true", help="make this run current even though it is older than the current one"
+    )
+    parser.add_argument(
+        "--override-gate",
+        action="store_true",
+        help="publish a run the quality gate held (logged, and kept in its meta)",
     )
 
 
@@ -190,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def act(spark, cfg, layout, args):
         with recording_failure(spark, layout, "publish"):
-            return run(spark, cfg, layout, rollback=args.rollback)
+            return run(spark, cfg, layout, rollback=args.rollback, override_gate=args.override_gate)
 
     return run_job("publish", __doc__, argv, act, _add_publish_arguments)
 

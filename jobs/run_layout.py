@@ -8,8 +8,12 @@ the stage table (jobs/stages.py).
         prepared/item_meta      item_id, title, categories               (parquet, optional)
         quarantine/interactions every rejected input row + reason        (parquet)
         quarantine/items        rejected metadata rows + reason          (parquet)
-        model/                  the fitted ALSModel
-        factors/users, factors/items                                     (parquet)
+        evaluation/split        the interactions plus holdout (bool)     (parquet)
+        evaluation/split.json   the evaluate settings the split was made with
+        evaluation/models/<key> models trained on the split, by setting
+        tuning/chosen.json      the ALS setting tune chose, and why
+        models/<variant>/       the fitted ALSModel of each ALS variant
+        factors/<variant>/users, factors/<variant>/items                  (parquet)
         recommendations/        user_id, rank, item_id, score            (parquet)
         popular/                scope, category, rank, item_id, score    (parquet)
         stages/<stage>.json     each build stage's own report
@@ -63,6 +67,11 @@ class RunLayout:
         if output in PIPELINE.output_paths:
             return self.path(output)
         raise AttributeError(output)
+
+    @property
+    def tuning_choice(self) -> str:
+        """The setting the tune stage chose, which train uses."""
+        return f"{self.path('tuning')}/chosen.json"
 
     def stage_failure(self, stage: str) -> str:
         """Path of the record a stage leaves when it fails (any stage, publish included)."""

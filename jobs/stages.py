@@ -8,6 +8,8 @@ Adding a stage is one entry here plus one module with ``run(spark, cfg, layout) 
 Kinds of stage:
 - ``build`` stages write outputs into the run folder and a report (``stages/<name>.json``);
 - ``finalize`` reads every build stage's report and writes ``manifest.json``, last;
+- ``gate`` reads the manifest's quality-gate decision: in the DAG a branch to publish or to
+  holding the run, in the pipeline command a refusal when the run is held;
 - ``publish`` reads a completed run and writes nothing into its folder.
 """
 
@@ -17,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-BUILD, FINALIZE, PUBLISH = "build", "finalize", "publish"
+BUILD, FINALIZE, GATE, PUBLISH = "build", "finalize", "gate", "publish"
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class Stage:
     reads: tuple[str, ...] = ()
     # Output name -> path inside the run folder.
     writes: Mapping[str, str] = field(default_factory=dict)
+    # Stages that must come first although nothing of theirs is read.
+    after: tuple[str, ...] = ()
 
     @property
     def script(self) -> str:
@@ -56,13 +60,23 @@ STAGES: tuple[Stage, ...] = (
         },
     ),
     Stage(
-        "train", "jobs.train", BUILD, "an ALS model and its factors per variant",
-        reads=("interactions", "users", "items"),
+        "tune", "jobs.tune", BUILD, "the holdout split, a budgeted search for the ALS setting, the winner's model",
+        reads=("interactions",),
+        writes={
+            "split": "evaluation/split",
+            "split_settings": "evaluation/split.json",
+            "holdout_models": "evaluation/models",
+            "tuning": "tuning",
+        },
+    ),
+    Stage(
+        "train", "jobs.train", BUILD, "an ALS model and its factors per variant, with the chosen setting",
+        reads=("interactions", "users", "items", "tuning"),
         writes={"models": "models", "factors": "factors"},
     ),
     Stage(
-        "evaluate", "jobs.evaluate", BUILD, "holdout metrics of every variant and of popularity",
-        reads=("interactions",),
+        "evaluate", "jobs.evaluate", BUILD, "holdout metrics of every variant and of popularity, by slice",
+        reads=("split", "holdout_models", "tuning", "items", "item_meta"),
     ),
     Stage(
         "recommend", "jobs.recommend", BUILD, "top-N lists per variant and popular lists",
@@ -80,8 +94,13 @@ STAGES: tuple[Stage, ...] = (
         writes={"manifest": "manifest.json"},
     ),
     Stage(
+        "quality_gate", "jobs.quality_gate", GATE, "publish, or hold the run: NDCG@k vs popularity and the current run",
+        reads=("manifest",),
+    ),
+    Stage(
         "publish", "jobs.publish", PUBLISH, "the run in Redis, made current in one atomic step",
         reads=("manifest", "recommendations", "popular", "user_context", "similar", "cold", "item_meta"),
+        after=("quality_gate",),
     ),
 )  # fmt: skip
 
@@ -112,7 +131,7 @@ class StageTable:
     def direct_inputs(self, name: str) -> set[str]:
         """The stages whose outputs ``name`` reads (finalize reads every build stage's report)."""
         stage = self.stage(name)
-        inputs = {self.writer_of[output] for output in stage.reads}
+        inputs = {self.writer_of[output] for output in stage.reads} | set(stage.after)
         if stage.kind == FINALIZE:
             inputs |= set(self.build_stages)
         return inputs - {name}

@@ -38,6 +38,19 @@ def delete(spark: SparkSession, uri: str) -> None:
         fs.delete(path, True)
 
 
+def list_names(spark: SparkSession, uri: str) -> list[str]:
+    """The names of the entries directly inside a folder (none when it does not exist)."""
+    fs, path = _filesystem(spark, uri)
+    if not fs.exists(path):
+        return []
+    return [status.getPath().getName() for status in fs.listStatus(path)]
+
+
+def read_parquet_if_complete(spark: SparkSession, uri: str):
+    """A Parquet output that finished writing (its _SUCCESS marker is there), else None."""
+    return spark.read.parquet(uri) if exists(spark, f"{uri}/_SUCCESS") else None
+
+
 def write_text(spark: SparkSession, uri: str, text: str) -> None:
     """Write a whole file, through a temporary name and a rename, so readers never see half of it."""
     fs, path = _filesystem(spark, uri)

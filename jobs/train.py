@@ -1,11 +1,12 @@
-"""train: fit ALS on the prepared interactions, once per ALS variant of the run (one without an
-experiment); save each model and its user and item factors under its variant's name.
+"""train: fit ALS on all the prepared interactions, once per ALS variant of the run (one
+without an experiment); save each model and its user and item factors under its variant's name.
 
     spark-submit --py-files dist/recs_jobs.zip jobs/train.py --run-date 2026-11-29
 
-Settings come from the ``train`` section: implicit_prefs, rank, reg_param, alpha, max_iter,
-seed, checkpoint_interval, weight_transform, block counts. A Spark checkpoint directory is always set
-(``spark.checkpoint_dir``): ALS lineage overflows the stack at about 15 iterations without one.
+The setting is the one the tune stage chose (``tuning/chosen.json``) laid over the ``train``
+section, and an experiment variant's own changes over that. A Spark checkpoint directory is
+always set (``spark.checkpoint_dir``): ALS lineage overflows the stack at about 15 iterations
+without one.
 """
 
 from __future__ import annotations
@@ -13,29 +14,15 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from conf.schema import WEIGHT_TRANSFORMS
 from jobs.run_layout import RunLayout
 from jobs.runner import JobError, job_main
+from jobs.weighting import training_ratings
 
 if TYPE_CHECKING:
     from pyspark.ml.recommendation import ALS, ALSModel
     from pyspark.sql import DataFrame, SparkSession
 
     from conf.schema import Config, TrainSection
-
-
-def training_ratings(interactions: DataFrame, weight_transform: str) -> DataFrame:
-    """The ALS input: user_idx, item_idx and a ``rating`` derived from the aggregated weight."""
-    from pyspark.sql import functions as F
-
-    if weight_transform == "none":
-        rating = F.col("weight")
-    elif weight_transform == "log1p":
-        # Heavy repeat counts would otherwise swamp the confidence term (1 + alpha * r).
-        rating = F.log1p("weight")
-    else:
-        raise ValueError(f"weight transform must be one of {', '.join(WEIGHT_TRANSFORMS)}, got {weight_transform!r}")
-    return interactions.select("user_idx", "item_idx", rating.cast("float").alias("rating"))
 
 
 def build_als(params: TrainSection) -> ALS:
@@ -64,8 +51,7 @@ def fit_als(interactions: DataFrame, params: TrainSection) -> ALSModel:
     spark = interactions.sparkSession
     if not spark.sparkContext.getCheckpointDir():
         raise JobError("ALS needs a checkpoint directory: set spark.checkpoint_dir")
-    ratings = training_ratings(interactions, params.weight_transform)
-    return build_als(params).fit(ratings)
+    return build_als(params).fit(training_ratings(interactions, params))
 
 
 def factors_with_ids(factors: DataFrame, id_map: DataFrame, index_col: str, id_col: str) -> DataFrame:
@@ -76,13 +62,15 @@ def factors_with_ids(factors: DataFrame, id_map: DataFrame, index_col: str, id_c
 def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
     """Fit each ALS variant on this run's prepared interactions and save it with its factors."""
     from jobs import storage
+    from jobs.tune import read_chosen_train
 
+    chosen = read_chosen_train(spark, cfg, layout)
     interactions = spark.read.parquet(layout.interactions).cache()
     users, items = spark.read.parquet(layout.users), spark.read.parquet(layout.items)
     for output in ("models", "factors"):  # variants of an earlier attempt must not linger
         storage.delete(spark, layout.path(output))
     trained = {}
-    for variant in cfg.variants():
+    for variant in cfg.variants(chosen):
         if variant.model == "als":
             trained[variant.name] = _train_variant(interactions, users, items, variant.name, variant.train, layout)
     interactions.unpersist()

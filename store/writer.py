@@ -194,15 +194,35 @@ def build_run_meta(manifest: dict, loaded: LoadedRun, published_at: dt.datetime,
             "catalogue_items": len(loaded.item_categories),
             "cold_items": len({item for items in loaded.cold.values() for item in items}),
         },
-        "metrics": {
-            name: manifest.get("metrics", {}).get(name) for name in ("k", "als", "popularity", "variants", "cold_start")
-        },
+        "metrics": headline_metrics(manifest.get("metrics", {})),
         "finalized_at": manifest.get("finalized_at"),
         "timings_seconds": manifest.get("timings_seconds", {}),
         "run_counts": _run_counts(manifest.get("counts", {})),
         "categories": sorted(category for category in popular if category is not None),
         "variants": list(manifest.get("variants") or [DEFAULT_VARIANT]),
         "experiment": experiment,
+        "gate": manifest.get("gate"),
+    }
+
+
+def headline_metrics(metrics: dict) -> dict:
+    """The manifest's metrics without the per-slice figures, which stay in the run folder: every
+    API worker holds the meta of the run it serves."""
+
+    def without_slices(figures):
+        return (
+            {key: value for key, value in figures.items() if key != "slices"} if isinstance(figures, dict) else figures
+        )
+
+    variants = metrics.get("variants")
+    return {
+        "k": metrics.get("k"),
+        "als": without_slices(metrics.get("als")),
+        "popularity": without_slices(metrics.get("popularity")),
+        "variants": {name: without_slices(v) for name, v in variants.items()}
+        if isinstance(variants, dict)
+        else variants,
+        "cold_start": metrics.get("cold_start"),
     }
 
 

@@ -124,5 +124,6 @@ def pipeline_config(base_config, tmp_path):
             "input": {"path": str(tmp_path / "data" / "interactions")},
             "items": {"path": str(tmp_path / "data" / "items")},
             "train": {"rank": 8, "max_iter": 6, "num_user_blocks": 2, "num_item_blocks": 2},
+            "tune": {"trials": 2, "space": {"alpha": [1.0]}},
         },
     )

@@ -5,10 +5,11 @@ import json
 import subprocess
 import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
-from jobs.stages import PIPELINE
+from jobs.stages import GATE, PIPELINE
 from tools.processes import ROOT, project_env
 
 
@@ -53,8 +54,10 @@ def test_dag_policy(dag, base_config):
 def test_one_task_per_stage_submitting_its_job_through_the_configured_connection(dag, base_config):
     from orchestration.spark_job import SparkJobOperator
 
-    assert [task.task_id for task in dag.tasks] == list(PIPELINE.names)
+    assert [task.task_id for task in dag.tasks] == [*PIPELINE.names, "held"]
     for stage in PIPELINE.stages:
+        if stage.kind == GATE:
+            continue
         task = dag.get_task(stage.name)
         assert isinstance(task, SparkJobOperator)
         assert task._conn_id == base_config.schedule.spark_conn_id
@@ -66,15 +69,19 @@ def test_task_edges_follow_the_stage_table(dag):
     downstream = {task.task_id: set(task.downstream_task_ids) for task in dag.tasks}
     assert downstream == {
         "export_events": {"prepare"},
-        "prepare": {"train", "evaluate"},
+        "prepare": {"tune"},
+        "tune": {"train", "evaluate"},
         "train": {"recommend", "similar"},
         "evaluate": {"finalize"},
         "recommend": {"finalize"},
         "similar": {"finalize"},
-        "finalize": {"publish"},
+        "finalize": {"quality_gate"},
+        "quality_gate": {"publish", "held"},
         "publish": set(),
+        "held": set(),
     }
-    assert sorted(PIPELINE.dag_edges()) == sorted((up, down) for up, downs in downstream.items() for down in downs)
+    from_table = {(up, down) for up, downs in downstream.items() for down in downs if down != "held"}
+    assert sorted(PIPELINE.dag_edges()) == sorted(from_table)
 
 
 def test_importing_the_dag_module_loads_no_pyspark_pandas_or_redis():
@@ -124,3 +131,40 @@ def test_a_job_that_refuses_fails_without_retry_and_a_crash_is_retried(tmp_path,
         crashing.execute(context={})
     assert not isinstance(failed.value, AirflowFailException)
     assert crashing.exit_status() == 1
+
+
+HELD_RUN_PROBE = """
+import json, sys
+import pendulum
+from airflow.dag_processing.dagbag import DagBag
+
+dag = DagBag(dag_folder=sys.argv[1]).dags["nightly_recommendations"]
+gate_onwards = dag.partial_subset(task_ids=["quality_gate"], include_downstream=True, include_upstream=False)
+run = gate_onwards.test(logical_date=pendulum.parse(sys.argv[2]))
+print("STATES " + json.dumps({ti.task_id: str(ti.state) for ti in run.get_task_instances()}))
+"""
+
+
+def test_a_dag_run_of_a_held_run_branches_to_held_and_skips_publish(tmp_path):
+    """A real Airflow run of the gate and what follows it, on a run folder whose manifest holds it."""
+    run_dir = tmp_path / "runs" / "2026-11-29"
+    run_dir.mkdir(parents=True)
+    gate = {"passed": False, "reason": "NDCG@k 0.0500 is below popularity's 0.1000 less 0% (0.1000)", "checks": []}
+    (run_dir / "manifest.json").write_text(json.dumps({"gate": gate}))
+    env = project_env(
+        AIRFLOW_HOME=str(tmp_path / "airflow"),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__CORE__DAGS_FOLDER=str(ROOT / "dags"),
+        RECS__PATHS__RUNS_ROOT=str(tmp_path / "runs"),
+    )
+    airflow = str(Path(sys.executable).parent / "airflow")
+    subprocess.run([airflow, "db", "migrate"], env=env, cwd=ROOT, capture_output=True, timeout=300, check=True)
+    result = subprocess.run([sys.executable, "-c", HELD_RUN_PROBE, str(ROOT / "dags"), "2026-11-29"], env=env,
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    states = [line for line in result.stdout.splitlines() if line.startswith("STATES ")]
+    assert states, result.stdout[-3000:] + result.stderr[-3000:]
+    assert json.loads(states[0].removeprefix("STATES ")) == {
+        "quality_gate": "success", "held": "failed", "publish": "skipped"
+    }  # fmt: skip
+    assert "held by the quality gate: NDCG@k 0.0500 is below popularity's" in result.stdout + result.stderr
+    assert "--override-gate" in result.stdout + result.stderr

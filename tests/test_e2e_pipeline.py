@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from jobs.stages import PIPELINE
 from tools import generate_data
 from tools.bundle import bundle
 from tools.generate_data import GeneratorParams
@@ -44,6 +45,7 @@ def pipeline_env(tmp: Path, redis_url: str) -> dict[str, str]:
         "RECS__SPARK__CONF__SPARK.DRIVER.MEMORY": "1g",
         "RECS__TRAIN__RANK": "16",
         "RECS__TRAIN__MAX_ITER": "16",  # above 15 on purpose: needs the checkpoint directory
+        "RECS__TUNE__TRIALS": "3",
         "RECS__RECOMMEND__TOP_N": str(TOP_N),
         "RECS__API__MAX_N": str(TOP_N),
         "RECS__SCHEDULE__RETRIES": "0",
@@ -142,10 +144,16 @@ def test_als_beats_popularity_on_ndcg_on_the_same_holdout(dag_run):
 def test_manifest_is_complete(dag_run):
     manifest = dag_run["manifest"]
     assert manifest["run_id"].startswith(f"{RUN_DATE}_")
-    assert set(manifest["timings_seconds"]) == {"export_events", "prepare", "train", "evaluate", "recommend", "similar"}
+    assert set(manifest["timings_seconds"]) == set(PIPELINE.build_stages)
+    assert len(manifest["tuning"]["trials"]) == 3 and manifest["tuning"]["chosen"]["source"] == "tuned"
+    assert manifest["gate"]["passed"] is True, manifest["gate"]
+    assert manifest["stages"]["evaluate"]["holdout_models"] == {"default": {"reused": True}}
     assert manifest["variants"] == ["default"] and manifest["experiment"] is None
     assert manifest["config"]["input"]["format"] == "tsv"
     assert manifest["config"]["train"]["max_iter"] == 16
+    chosen = manifest["tuning"]["chosen"]["setting"]
+    used = manifest["stages"]["train"]["variants"]["default"]["params"]
+    assert {key: used[key] for key in chosen} == chosen, "train used the setting tune chose"
     assert manifest["counts"]["output"]["users"] == manifest["counts"]["prepared"]["users"]
     assert manifest["code_version"]
     popular = pd.read_parquet(dag_run["run_dir"] / "popular")

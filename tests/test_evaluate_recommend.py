@@ -3,7 +3,7 @@
 import pytest
 from pyspark.testing import assertDataFrameEqual
 
-from jobs.evaluate import mark_holdout
+from jobs.holdout import mark_holdout
 from jobs.recommend import category_popular, overall_popular, ranked_rows
 
 

@@ -28,7 +28,8 @@ def test_finalize_refuses_a_run_with_missing_stages(spark, tmp_path, base_config
     layout = RunLayout(str(tmp_path), "2026-11-29")
     storage.write_json(spark, layout.stage_report("prepare"), {"stage": "prepare"})
     with pytest.raises(
-        JobError, match=r"missing stage reports for \['export_events', 'train', 'evaluate', 'recommend', 'similar'\]"
+        JobError,
+        match=r"missing stage reports for \['export_events', 'tune', 'train', 'evaluate', 'recommend', 'similar'\]",
     ):
         finalize.run(spark, base_config, layout)
     assert not storage.exists(spark, layout.manifest)
@@ -48,14 +49,14 @@ def test_rerunning_a_stage_invalidates_the_reports_that_read_it(spark, tmp_path,
     from jobs.runner import run_stage
 
     layout = RunLayout(str(tmp_path), "2026-11-29")
-    built = ("export_events", "prepare", "train", "evaluate", "recommend", "similar")
+    built = ("export_events", "prepare", "tune", "train", "evaluate", "recommend", "similar")
     for stage in built:
         storage.write_json(spark, layout.stage_report(stage), {"stage": stage})
     storage.write_json(spark, layout.manifest, {"run_id": "x"})
     monkeypatch.setattr(train, "run", lambda *_: {"params": "stand-in for a real fit"})
     run_stage(spark, base_config, layout, "train")
     present = {stage for stage in built if storage.exists(spark, layout.stage_report(stage))}
-    assert present == {"export_events", "prepare", "train", "evaluate"}
+    assert present == {"export_events", "prepare", "tune", "train", "evaluate"}
     assert storage.read_json(spark, layout.stage_report("train"))["params"] == "stand-in for a real fit"
     assert not storage.exists(spark, layout.manifest)
     with pytest.raises(JobError, match=r"missing stage reports for \['recommend', 'similar'\]"):

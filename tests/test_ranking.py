@@ -47,7 +47,7 @@ def heavy_user_model(spark):
     rows += [(u, (u * 7 + j) % 60, 1.0) for u in range(2, 40) for j in range(6)]
     interactions = spark.createDataFrame(rows, "user_idx int, item_idx int, weight double")
     params = {"implicit_prefs": True, "rank": 4, "reg_param": 0.1, "alpha": 5.0, "max_iter": 5, "seed": 1,
-              "checkpoint_interval": 2, "weight_transform": "none",
+              "checkpoint_interval": 2, "weight_transform": "none", "bm25_k1": 100.0, "bm25_b": 0.8,
               "num_user_blocks": 2, "num_item_blocks": 2}  # fmt: skip
     return interactions, fit_als(interactions, TrainSection(**params))
 
@@ -78,7 +78,7 @@ def test_explicit_ratings_train_and_predict_on_the_rating_scale(spark):
     rows = [(u, i, 5.0 if (u + i) % 2 == 0 else 1.0) for u in range(30) for i in range(20) if (u * 7 + i) % 3]
     interactions = spark.createDataFrame(rows, "user_idx int, item_idx int, weight double")
     params = {"implicit_prefs": False, "rank": 4, "reg_param": 0.05, "alpha": 1.0, "max_iter": 10, "seed": 3,
-              "checkpoint_interval": 5, "weight_transform": "none",
+              "checkpoint_interval": 5, "weight_transform": "none", "bm25_k1": 100.0, "bm25_b": 0.8,
               "num_user_blocks": 2, "num_item_blocks": 2}  # fmt: skip
     model = fit_als(interactions, TrainSection(**params))
     predictions = model.transform(interactions.withColumnRenamed("weight", "rating")).toPandas()

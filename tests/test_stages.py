@@ -7,14 +7,16 @@ from jobs.stages import BUILD, PIPELINE, STAGES, Stage, StageTable
 
 def test_the_pipeline_order_and_kinds():
     assert PIPELINE.names == (
-        "export_events", "prepare", "train", "evaluate", "recommend", "similar", "finalize", "publish"
+        "export_events", "prepare", "tune", "train", "evaluate", "recommend", "similar", "finalize", "quality_gate",
+        "publish",
     )  # fmt: skip
-    assert PIPELINE.build_stages == ("export_events", "prepare", "train", "evaluate", "recommend", "similar")
+    assert PIPELINE.build_stages == ("export_events", "prepare", "tune", "train", "evaluate", "recommend", "similar")
 
 
 def test_rerunning_a_stage_makes_the_reports_of_its_readers_stale():
-    assert PIPELINE.stages_reading("export_events") == ["prepare", "train", "evaluate", "recommend", "similar"]
-    assert PIPELINE.stages_reading("prepare") == ["train", "evaluate", "recommend", "similar"]
+    assert PIPELINE.stages_reading("export_events") == ["prepare", "tune", "train", "evaluate", "recommend", "similar"]
+    assert PIPELINE.stages_reading("prepare") == ["tune", "train", "evaluate", "recommend", "similar"]
+    assert PIPELINE.stages_reading("tune") == ["train", "evaluate", "recommend", "similar"]
     assert PIPELINE.stages_reading("train") == ["recommend", "similar"]
     assert PIPELINE.stages_reading("evaluate") == []
 
@@ -29,7 +31,7 @@ def test_adding_a_stage_is_one_entry():
     assert table.output_paths["bundles"] == "bundles"
     assert "bundles" in table.build_stages, "finalize now requires its report"
     assert ("prepare", "bundles") in table.dag_edges() and ("bundles", "finalize") in table.dag_edges()
-    assert table.stages_reading("prepare") == ["train", "evaluate", "recommend", "similar", "bundles"]
+    assert table.stages_reading("prepare") == ["tune", "train", "evaluate", "recommend", "similar", "bundles"]
     assert table.stage("bundles").script == "jobs/bundles.py"
 
 

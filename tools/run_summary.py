@@ -19,25 +19,82 @@ from jobs.metrics import METRIC_NAMES
 from jobs.run_layout import RunLayout
 from jobs.stages import PIPELINE
 
+BEYOND_ACCURACY = ("coverage", "novelty", "arp", "head_share", "diversity")
+MAX_CATEGORIES_SHOWN = 8
 
-def metrics_table(metrics: dict) -> list[str]:
-    """Lines comparing each variant with the popularity baseline, metric by metric; with one
-    ALS variant, its lift over popularity too."""
-    k = metrics.get("k", "k")
+
+def metric_columns(metrics: dict) -> dict:
+    """The columns of the run's tables: each variant, then popularity."""
     variants = metrics.get("variants") or {"ALS": metrics["als"]}
     if list(variants) == ["default"]:
         variants = {"ALS": variants["default"]}
-    columns = {**variants, "popularity": metrics["popularity"]}
-    show_lift = len(variants) == 1
+    return {**variants, "popularity": metrics["popularity"]}
+
+
+def metrics_table(metrics: dict) -> list[str]:
+    """Lines comparing each variant with the popularity baseline, metric by metric; with one
+    ALS variant, its lift over popularity on the ranking metrics too."""
+    k = metrics.get("k", "k")
+    columns = metric_columns(metrics)
+    show_lift = len(columns) == 2
     header = "".join(f"{name:>12}" for name in columns) + (f"{'lift':>8}" if show_lift else "")
-    lines = [f"    {'metric':<16}{header}"]
-    for name in (*METRIC_NAMES, "coverage"):
+    lines = [f"    {'metric @' + str(k):<16}{header}"]
+    for name in (*METRIC_NAMES, *BEYOND_ACCURACY):
+        if any(column.get(name) is None for column in columns.values()):
+            continue
         values = "".join(f"{column[name]:>12.4f}" for column in columns.values())
-        if show_lift:
-            first, baseline = next(iter(variants.values()))[name], metrics["popularity"][name]
+        if show_lift and name in METRIC_NAMES:  # a ratio of novelty or diversity says little
+            first, baseline = next(iter(columns.values()))[name], metrics["popularity"][name]
             values += f"{first / baseline:.2f}x".rjust(8) if baseline else f"{'-':>8}"
-        lines.append(f"    {name.replace('_k', f'_{k}'):<16}{values}")
+        lines.append(f"    {name.removesuffix('_at_k'):<16}{values}")
     return lines
+
+
+def slices_table(metrics: dict) -> list[str]:
+    """NDCG@k of each column per slice: user activity, item popularity, the largest categories."""
+    columns = metric_columns(metrics)
+    if not all("slices" in column for column in columns.values()):
+        return []
+    first = next(iter(columns.values()))["slices"]
+    rows = [("users", name) for name in first["users"]] + [("items", name) for name in first["items"]]
+    categories = sorted((first.get("categories") or {}).items(), key=lambda item: -item[1]["users"])
+    rows += [("categories", name) for name, _ in categories[:MAX_CATEGORIES_SHOWN]]
+    header = "".join(f"{name:>12}" for name in columns)
+    lines = [f"==> NDCG@{metrics.get('k')} by slice (users scored):", f"    {'slice':<34}{header}"]
+    for group, name in rows:
+        cells = [column["slices"][group].get(name) for column in columns.values()]
+        values = "".join(f"{cell['ndcg_at_k']:>12.4f}" if cell and cell["users"] else f"{'-':>12}" for cell in cells)
+        users = first[group][name]["users"]
+        lines.append(f"    {f'{group}: {name} ({users})':<34}{values}")
+    if len(categories) > MAX_CATEGORIES_SHOWN:
+        lines.append(f"    ... {len(categories) - MAX_CATEGORIES_SHOWN} more categories in the manifest")
+    return lines
+
+
+def tuning_lines(tuning: dict | None) -> list[str]:
+    """The trials table, and the setting chosen with its reason."""
+    if not tuning:
+        return []
+    lines = []
+    if tuning.get("trials"):
+        start = ", ".join(f"{key}={value}" for key, value in tuning["start"].items())
+        lines += [f"==> tuning: {len(tuning['trials'])} trials on {tuning['users_scored']} users, from {start}",
+                  f"    {'trial':>5}  {'NDCG@' + str(tuning['k']):>9}  {'seconds':>7}  setting"]  # fmt: skip
+        for trial in tuning["trials"]:
+            change = ", ".join(f"{key}={value}" for key, value in trial["setting"].items()) or "(the start)"
+            score = f"{trial['ndcg_at_k']:.4f}" if trial["ndcg_at_k"] is not None else "failed"
+            lines.append(f"    {trial['trial']:>5}  {score:>9}  {trial['seconds']:>7.1f}  {change}")
+    chosen = tuning["chosen"]
+    setting = ", ".join(f"{key}={value}" for key, value in chosen["setting"].items())
+    lines += [f"==> setting used ({chosen['source']}): {setting}", f"    {chosen['reason']}"]
+    return lines
+
+
+def gate_lines(gate: dict | None) -> list[str]:
+    """The quality gate's decision and reason."""
+    if not gate:
+        return []
+    return [f"==> quality gate: {'passed' if gate['passed'] else 'HELD (not published)'}: {gate['reason']}"]
 
 
 def sample_lists(recommendations: Path, users: int, per_user: int = 5) -> list[str]:
@@ -77,12 +134,15 @@ def summary_lines(layout: RunLayout, users: int) -> list[str]:
         experiment = manifest["experiment"]
         shares = ", ".join(f"{name} {share:.0%}" for name, share in experiment["shares"].items())
         lines.append(f"==> experiment {experiment['name']}: control {experiment['control']}; {shares}")
+    lines += tuning_lines(manifest.get("tuning"))
     if manifest["metrics"].get("variants"):
         split = manifest["metrics"]["split"]
         lines.append(f"==> evaluation on {split['users_evaluated']} users, holdout = {split['method']}:")
         lines += metrics_table(manifest["metrics"])
+        lines += slices_table(manifest["metrics"])
     if "cold_start" in manifest["metrics"]:
         lines += cold_start_lines(manifest["metrics"]["cold_start"])
+    lines += gate_lines(manifest.get("gate"))
     return lines
 
 
