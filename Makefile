@@ -11,6 +11,9 @@ VENV := $(CURDIR)/.venv
 VENV_PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 BUNDLE := $(CURDIR)/dist/recs_jobs.zip
+# The executors' Python: a small venv of what jobs/, store/ and conf/ import, packed for --archives.
+EXECUTOR_VENV := $(CURDIR)/.venv-executor
+EXECUTOR_ENV := $(CURDIR)/dist/executor-env.tar.gz
 VAR := $(CURDIR)/var
 RUN_DATE ?= $(shell date -u +%F)
 DEMO_INTERACTIONS ?= 300000
@@ -62,6 +65,20 @@ venv: prereqs $(VENV_STAMP) ## Create .venv with the pinned dependencies
 .PHONY: bundle
 bundle: $(VENV_STAMP) ## Zip the project's code for spark-submit --py-files
 	@$(VENV_PY) -m tools.bundle $(BUNDLE) >/dev/null
+
+.PHONY: executor-env
+executor-env: $(EXECUTOR_ENV) ## Pack the executors' virtualenv for spark-submit --archives (dist/executor-env.tar.gz)
+
+# Packed from a venv of its own so that executors get only what they import, at the versions of
+# requirements.lock. Its python is a link to this machine's interpreter: workers need the same
+# Python at the same path. Test folders are left out: the archive is unpacked for every app.
+$(EXECUTOR_ENV): $(VENV_STAMP) requirements-executor.in requirements.lock
+	@echo "==> packing the executors' Python environment into dist/executor-env.tar.gz"
+	@rm -rf $(EXECUTOR_VENV) && $(VENV_PY) -m venv --without-pip $(EXECUTOR_VENV)
+	@$(VENV)/bin/pip --python $(EXECUTOR_VENV)/bin/python install --quiet --disable-pip-version-check \
+	  -c requirements.lock -r requirements-executor.in 2> >(grep -v "^WARNING: Location" >&2)
+	@mkdir -p $(@D) && $(VENV)/bin/venv-pack --quiet --force --prefix $(EXECUTOR_VENV) --format tar.gz \
+	  --exclude 'lib/python*/site-packages/*/tests/*' --output $@.tmp && chmod 644 $@.tmp && mv $@.tmp $@
 
 .PHONY: demo
 demo: venv bundle demo-redis ## Generate data, run the nightly DAG once, publish, serve, show the results
@@ -150,8 +167,12 @@ browser: ## Install Debian's chromium and chromium-driver for the dashboard test
 	    $$APT update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$APT install -y -q chromium chromium-driver >/dev/null; }; }
 
 .PHONY: test
-test: venv bundle browser ## Run the whole test suite (starts its own redis-server; installs chromium if missing)
+test: venv bundle executor-env browser ## Run the whole test suite (starts its own redis-server; installs chromium if missing)
 	@$(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-spark-cluster
+test-spark-cluster: venv bundle executor-env ## The nightly DAG on a 2-worker Spark standalone cluster on loopback
+	@$(VENV_PY) -m pytest -m spark_cluster tests/test_spark_cluster.py $(PYTEST_ARGS)
 
 .PHONY: bench
 bench: venv bundle ## Benchmarks: stage times at 1M interactions, publish rate, API req/s (bench/results/)
@@ -170,4 +191,4 @@ lock: ## Re-resolve requirements.in into requirements.lock
 
 .PHONY: clean
 clean: ## Remove generated data, runs and logs (keeps .venv)
-	@rm -rf $(VAR) $(CURDIR)/dist
+	@rm -rf $(VAR) $(CURDIR)/dist $(EXECUTOR_VENV)

@@ -34,6 +34,9 @@ accesslog = _api.access_log
 errorlog = "-"
 loglevel = _api.log_level
 proc_name = "recs-api"
+# gunicorn's control socket defaults to one path per user, so a second instance on the host
+# would take it over and stopping either would delete the other's; the API does not use it.
+control_socket_disable = True
 
 # Set before the workers fork, so that every worker (and prometheus-client in it) sees it.
 _metrics_dir = os.path.abspath(_api.metrics_dir)

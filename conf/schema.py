@@ -43,6 +43,9 @@ class SparkSection(Section):
     master: str = Field(min_length=1)
     checkpoint_dir: str = Field(min_length=1)
     conf: dict[str, SparkValue]
+    # A packed virtualenv (make executor-env) that executors unpack and run Python from; None:
+    # their own python3. Optional here so that tools can build a section for a local session.
+    python_env: str | None = Field(default=None, min_length=1)
 
     def conf_strings(self) -> dict[str, str]:
         """The Spark settings as SparkConf expects them: text, booleans in lower case."""

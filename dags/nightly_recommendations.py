@@ -71,6 +71,9 @@ def fail_held(run_dir: str, run_date: str) -> None:
 
 def spark_task(stage) -> SparkJobOperator:
     """One stage's spark-submit."""
+    conf = cfg.spark.conf_strings()
+    # The log format joins the driver's Java options of the config rather than replacing them.
+    driver_options = " ".join(filter(None, (conf.get("spark.driver.extraJavaOptions"), LOG4J_OPTION)))
     return SparkJobOperator(
         task_id=stage.name,
         doc_md=f"`{stage.script}`: {stage.summary}",
@@ -79,7 +82,8 @@ def spark_task(stage) -> SparkJobOperator:
         py_files=BUNDLE_PATH,
         application_args=[*config_args, "--run-date", "{{ ds }}"],
         name=f"recs-{stage.name}-{{{{ ds }}}}",
-        conf={**cfg.spark.conf_strings(), "spark.driver.extraJavaOptions": LOG4J_OPTION},
+        conf={**conf, "spark.driver.extraJavaOptions": driver_options},
+        python_env=cfg.spark.python_env,
     )
 
 

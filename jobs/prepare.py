@@ -82,6 +82,8 @@ def id_rejection(column: Column, role: str, max_id_length: int = MAX_ID_LENGTH) 
         F.when(column.isNull() | (column == ""), F.lit(f"missing_{role}"))
         .when(F.length(column) > max_id_length, F.lit(f"{role}_id_too_long"))
         .when(column.rlike(ID_FORBIDDEN_CHARS), F.lit(f"{role}_id_control_chars"))
+        # Spark decodes bytes that are not UTF-8 as U+FFFD: caf\xe9 and caf\xe8 would be one id.
+        .when(column.contains("\ufffd"), F.lit(f"{role}_id_invalid_utf8"))
     )
 
 

@@ -131,7 +131,20 @@ def run_job(
     except REFUSALS as exc:
         log.error("%s refused: %s", name, exc)
         return EXIT_REFUSED
+    except Exception as exc:
+        if not _is_redis_failure(exc):
+            raise
+        # A store that is down is worth a retry (exit 1), but not a page of traceback.
+        log.error("%s failed: Redis could not be reached or refused us (%s: %s)", name, type(exc).__name__,
+                  str(exc)[:MAX_MESSAGE])  # fmt: skip
+        return 1
     return 0
+
+
+def _is_redis_failure(exc: BaseException) -> bool:
+    from redis.exceptions import ConnectionError, RedisClusterException, TimeoutError
+
+    return isinstance(exc, ConnectionError | TimeoutError | RedisClusterException)
 
 
 def job_main(name: str, description: str, argv: Sequence[str] | None = None) -> int:

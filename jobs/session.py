@@ -18,10 +18,19 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("recs.session")
 
+# Where each executor unpacks the packed virtualenv (spark.python_env), in its working folder.
+PYTHON_ENV_ALIAS = "environment"
+EXECUTOR_PYTHON = f"./{PYTHON_ENV_ALIAS}/bin/python"
+
 
 def launched_by_spark_submit() -> bool:
     """True when a spark-submit JVM started this Python driver (it then owns spark.master)."""
     return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def python_env_archive(python_env: str) -> str:
+    """The packed virtualenv as --archives and spark.archives take it, unpacked as ./environment."""
+    return f"{storage.absolute_uri(python_env)}#{PYTHON_ENV_ALIAS}"
 
 
 def build_spark_session(spark_cfg: SparkSection, app_name: str) -> SparkSession:
@@ -34,6 +43,10 @@ def build_spark_session(spark_cfg: SparkSection, app_name: str) -> SparkSession:
         if spark_cfg.master.startswith("local"):
             # Local Python workers must use this interpreter (and its packages), not the first python3 on PATH.
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        elif spark_cfg.python_env:
+            # PySpark takes the executors' python from this variable when it starts the context.
+            builder = builder.config("spark.archives", python_env_archive(spark_cfg.python_env))
+            os.environ["PYSPARK_PYTHON"] = EXECUTOR_PYTHON
     for key, value in spark_cfg.conf_strings().items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask
+from flask import Flask, request
 
 from conf import load_config
 from conf.schema import Config
@@ -15,6 +15,7 @@ from serving.events import feedback
 from serving.metrics import ApiMetrics
 from serving.metrics import init_app as init_metrics
 from serving.routes import AnyTextConverter, api, ops
+from serving.validation import check_utf8
 from store.connection import connect, event_writer_settings
 from store.contract import KeyLayout
 from store.events import EventLog
@@ -45,6 +46,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         cfg.events.idempotency_ttl_seconds,
         observe=metrics.observe_redis,
     )
+    app.before_request(lambda: check_utf8(request.environ))
     app.register_blueprint(api)
     app.register_blueprint(feedback)
     app.register_blueprint(dashboard)

@@ -15,6 +15,21 @@ from store.experiments import RecId
 _DIGITS = re.compile(r"^[0-9]{1,9}$")
 
 
+def check_utf8(environ: Mapping[str, str]) -> None:
+    """Refuse a path or query string whose percent-decoded bytes are not UTF-8: decoded with
+    replacement characters, two different ids would look up as the same one."""
+    from urllib.parse import unquote_to_bytes
+
+    # WSGI gives both as latin-1 text; the server has already percent-decoded the path.
+    path = environ.get("PATH_INFO", "").encode("latin-1", "replace")
+    query = unquote_to_bytes(environ.get("QUERY_STRING", "").encode("latin-1", "replace"))
+    for raw, name in ((path, "path"), (query, "query string")):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest(f"the request {name} is not valid UTF-8") from None
+
+
 def parse_n(args: Mapping[str, str], default: int, maximum: int) -> int:
     """The ``n`` query parameter: a whole number from 1 to ``maximum`` (``default`` when absent)."""
     raw = args.get("n")

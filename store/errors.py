@@ -7,7 +7,24 @@ class StoreError(Exception):
 
 
 class StoreUnavailable(StoreError):
-    """Redis could not be reached, or did not answer in time."""
+    """Redis could not be reached, refused our credentials, or did not answer in time."""
+
+    def __init__(self, message: str, reason: str = "redis_unreachable"):
+        super().__init__(message)
+        self.reason = reason
+
+
+def unavailable_reason(exc: BaseException) -> str:
+    """Why Redis failed, as a stable code: a wrong password is not an unreachable server."""
+    from redis.exceptions import AuthenticationError, NoPermissionError, TimeoutError
+
+    if isinstance(exc, AuthenticationError):
+        return "redis_auth_failed"
+    if isinstance(exc, NoPermissionError):
+        return "redis_permission_denied"
+    if isinstance(exc, TimeoutError):
+        return "redis_timeout"
+    return "redis_unreachable"
 
 
 class NoCurrentRun(StoreError):

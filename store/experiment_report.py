@@ -34,16 +34,18 @@ def experiment_report(client, keys: KeyLayout, name: str) -> dict | None:
     pipe = client.pipeline(transaction=False)
     pipe.hgetall(keys.experiment_data(name, salt, "counts"))
     for variant in variants:
-        pipe.pfcount(keys.experiment_data(name, salt, "assigned", variant))
         pipe.scard(keys.experiment_data(name, salt, "exposed", variant))
-    counts_raw, *sizes = pipe.execute()
+    counts_raw, *exposed = pipe.execute()
+    # PFCOUNT outside the pipeline, one key per call: it can take several keys, so redis-py's
+    # cluster pipeline refuses it even with one.
+    assigned = [client.pfcount(keys.experiment_data(name, salt, "assigned", variant)) for variant in variants]
     counts = {_text(field): int(value) for field, value in counts_raw.items()}
     rows = {
         variant: {
             "variant": variant,
             "share": definition["shares"][variant],
-            "assigned_users": sizes[2 * index],
-            "exposed_users": sizes[2 * index + 1],
+            "assigned_users": assigned[index],
+            "exposed_users": exposed[index],
             **{f"{kind}s": counts.get(f"{variant}:{kind}", 0) for kind in EVENT_TYPES},
         }
         for index, variant in enumerate(variants)

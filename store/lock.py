@@ -3,16 +3,24 @@
     with publish_lock(client, keys, ttl_seconds) as lock:
         ...                     # renewed every third of its TTL until the block ends
 
-redis-py's ``Lock`` (SET NX with a TTL and a token). The TTL only has to outlive a publisher
-that died; a live one renews it from a background thread. The pointer switch checks the
-lock's token in the same script that moves the pointer, so a publisher that lost its lock can
-never make its run current.
+redis-py's ``Lock`` (SET NX with a TTL and a token). The TTL is short (``publish.
+lock_ttl_seconds``, 30 s): a live publisher renews it from a background thread, and a killed
+one stops renewing, so a rerun can start within the TTL. SIGTERM releases it at once. The
+token names the holder (host, pid, start time), which ``python -m store.admin lock`` shows and
+``lock --clear`` uses to remove a dead holder's lock. The pointer switch checks the lock's
+token in the same script that moves the pointer, so a publisher that lost its lock can never
+make its run current.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import os
+import signal
+import socket
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,10 +30,23 @@ from store.errors import PublishRefused
 log = logging.getLogger("recs.lock")
 
 
+def holder_token(now: dt.datetime) -> str:
+    """A lock token that says who holds the lock: host, pid, UTC start time and a random part."""
+    return f"{socket.gethostname()}|{os.getpid()}|{now.strftime('%Y-%m-%dT%H:%M:%SZ')}|{uuid.uuid4().hex}"
+
+
+def parse_holder(token: str) -> dict:
+    """The parts of a holder token; tokens of other shapes come back as they are."""
+    parts = token.split("|")
+    if len(parts) != 4 or not parts[1].isdigit():
+        return {"token": token}
+    return {"host": parts[0], "pid": int(parts[1]), "since": parts[2], "token": token}
+
+
 def acquire_publish_lock(client, keys: KeyLayout, ttl_seconds: float):
     """Take the publish lock without waiting, or refuse: only one publisher at a time."""
     lock = client.lock(keys.publish_lock, timeout=ttl_seconds, blocking=False, thread_local=False)
-    if not lock.acquire(blocking=False):
+    if not lock.acquire(blocking=False, token=holder_token(dt.datetime.now(dt.UTC))):
         remaining = client.pttl(keys.publish_lock)
         raise PublishRefused(
             f"another publisher holds {keys.publish_lock} (expires in {max(remaining, 0) / 1000:.0f}s)"
@@ -51,6 +72,28 @@ def renew_publish_lock(lock) -> None:
         lock.reacquire()
     except LockError as exc:
         raise PublishRefused("the publish lock was lost; raise publish.lock_ttl_seconds") from exc
+
+
+class Terminated(Exception):
+    """SIGTERM arrived while the publish lock was held."""
+
+
+@contextmanager
+def _released_on_sigterm() -> Iterator[None]:
+    """Turn SIGTERM into an exception in the main thread, so the lock is released on the way out
+    (Airflow stops a task with SIGTERM); elsewhere leave signals alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _terminate(signum, frame):
+        raise Terminated("SIGTERM during a publish: the lock is released and the run stays unpublished")
+
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class LockRenewer:
@@ -98,7 +141,8 @@ def publish_lock(client, keys: KeyLayout, ttl_seconds: float) -> Iterator:
     lock = acquire_publish_lock(client, keys, ttl_seconds)
     renewer = LockRenewer(lock, ttl_seconds / 3).start()
     try:
-        yield lock
+        with _released_on_sigterm():
+            yield lock
     finally:
         renewer.stop()
         release_publish_lock(lock)

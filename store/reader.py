@@ -45,6 +45,7 @@ from store.errors import (
     UnknownCategory,
     UnknownItem,
     UnknownVariant,
+    unavailable_reason,
 )
 from store.experiments import variant_or_default
 from store.fallback_file import FallbackFile
@@ -209,8 +210,9 @@ class StoreReader:
 
     def readiness(self, now: dt.datetime) -> tuple[bool, dict]:
         """Whether the API can serve: Redis answers and a current run exists, with that run's age."""
-        if not self.ping():
-            return False, {"ready": False, "reason": "redis_unreachable"}
+        reason = self.unavailable_reason()
+        if reason is not None:
+            return False, {"ready": False, "reason": reason}
         try:
             snapshot = self.refresh()
         except StoreDataError:
@@ -292,11 +294,15 @@ class StoreReader:
 
     def ping(self) -> bool:
         """Whether Redis answers right now (always a real round trip)."""
+        return self.unavailable_reason() is None
+
+    def unavailable_reason(self) -> str | None:
+        """None when Redis answers right now, else why not (redis_unreachable, redis_auth_failed...)."""
         try:
             self._call(lambda: self._client().ping(), probe=True)
-            return True
-        except StoreUnavailable:
-            return False
+            return None
+        except StoreUnavailable as exc:
+            return exc.reason
 
     def close(self) -> None:
         """Stop the watcher thread and close the Redis client (tests and shutdown)."""
@@ -374,7 +380,7 @@ class StoreReader:
         except (RedisError, RedisClusterException, OSError) as exc:
             self._down_until = self._clock() + self._retry_after
             self._observed(started, failed=True)
-            raise StoreUnavailable(f"Redis unavailable: {exc!r}") from exc
+            raise StoreUnavailable(f"Redis unavailable: {exc!r}", unavailable_reason(exc)) from exc
         self._observed(started, failed=False)
         self._down_until = 0.0
         return result

@@ -253,3 +253,34 @@ def test_without_redis_or_fallback_file_the_answer_is_a_json_503(tmp_path):
         assert_matches_openapi(response, "/v1/recommendations/{user_id}")
     finally:
         app.extensions["recs_store"].close()
+
+
+def test_a_405_names_the_allowed_methods(client):
+    response = client.post("/v1/popular")
+    assert response.status_code == 405 and response.mimetype == "application/json"
+    assert set(response.headers["Allow"].split(", ")) >= {"GET", "HEAD"}
+
+
+@pytest.mark.parametrize(
+    ("path", "query"), [("/v1/recommendations/caf\xe9", ""), ("/v1/recommendations/alice", "category=caf%E8")]
+)
+def test_ids_that_are_not_utf8_get_a_400_not_a_lookup(client, seeded, path, query):
+    # As a WSGI server passes them: the path's raw bytes as latin-1 text, the query undecoded.
+    response = client.get(path, environ_overrides={"PATH_INFO": path, "QUERY_STRING": query})
+    assert response.status_code == 400 and response.get_json()["error"] == "bad_request"
+    assert "not valid UTF-8" in response.get_json()["detail"]
+
+
+def test_a_percent_sign_in_an_id_is_not_decoded_twice(client, seeded):
+    assert client.get("/v1/recommendations/caf%25E9").status_code == 200, "the id is the text 'caf%E9'"
+
+
+def test_wrong_credentials_are_not_reported_as_an_unreachable_redis(redis_server, tmp_path):
+    url = redis_server.url.replace("redis://", "redis://nobody:wrong@")
+    app = create_app(settings(url, tmp_path, fallback_file=None))
+    try:
+        ready = app.test_client().get("/readyz")
+        assert ready.status_code == 503 and ready.get_json() == {"ready": False, "reason": "redis_auth_failed"}
+        assert_matches_openapi(ready, "/readyz")
+    finally:
+        app.extensions["recs_store"].close()

@@ -111,3 +111,21 @@ def test_a_bad_experiment_is_refused_before_spark_starts(tmp_path):
         f"pipeline refused: config error: experiments.ranking.variants: variant shares must sum to 1, they sum to 0.9 "
         f"[from config file {tmp_path / 'ab.yaml'}]"
     )
+
+
+def test_publish_and_admin_with_redis_unreachable_say_so_in_one_line(tmp_path):
+    from tools.processes import free_port
+
+    down = f"redis://127.0.0.1:{free_port()}/0"
+    run_dir = tmp_path / "runs" / "2026-11-29"
+    run_dir.mkdir(parents=True)
+    (run_dir / "manifest.json").write_text(json.dumps({"run_id": "2026-11-29_20261129T020000000Z", "metrics": {}}))
+    published = run_module(
+        "jobs.publish", "--run-date", "2026-11-29", RECS__PATHS__RUNS_ROOT=str(tmp_path / "runs"),
+        RECS__STORE__URL=down, RECS__STORE__WRITER_RETRIES="0",
+    )  # fmt: skip
+    assert published.returncode == 1, "a store that is down is worth a retry"
+    assert "publish failed: Redis could not be reached or refused us (ConnectionError" in published.stderr
+    assert "Traceback" not in published.stderr
+    status = run_module("store.admin", "status", RECS__STORE__URL=down, RECS__STORE__WRITER_RETRIES="0")
+    assert one_line(status) == "status refused: Redis could not be reached or refused the command (ConnectionError)"

@@ -262,3 +262,19 @@ def test_run_date_in_the_input_path_reads_that_dates_snapshot(spark, pipeline_co
     layout, report = run_prepare(spark, cfg, "2026-11-28")
     assert report["input"]["rows_read"] == 1
     assert [r["user_id"] for r in spark.read.parquet(layout.users).collect()] == ["old"]
+
+
+def test_ids_that_are_not_utf8_are_quarantined_not_merged(spark, tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"user,item\ncaf\xe9,i1\ncaf\xe8,i1\ncaf\xc3\xa9,i2\nu1,b\xe9e\n")
+    raw = read_source(spark, str(path), "csv", header=True, names=None)
+    validated = prepare.validate_interactions(
+        prepare.standardize_interactions(raw, {"user": "user", "item": "item"}), None
+    )
+    reasons = sorted((r["user_raw"], r["reason"]) for r in validated.collect())
+    assert reasons == [
+        ("café", None),
+        ("caf\ufffd", "user_id_invalid_utf8"),
+        ("caf\ufffd", "user_id_invalid_utf8"),
+        ("u1", "item_id_invalid_utf8"),
+    ]

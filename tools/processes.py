@@ -124,3 +124,100 @@ class ApiServer:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=20)
+
+
+def spark_home() -> Path:
+    """The pyspark package's folder, a whole Spark installation (bin/, jars/, python/lib/)."""
+    import importlib.util
+
+    return Path(importlib.util.find_spec("pyspark").submodule_search_locations[0])
+
+
+class SparkStandaloneCluster:
+    """A Spark standalone master and workers on 127.0.0.1 and free ports, started with the launch
+    classes of the pyspark installation. ``env`` is the workers' environment, which their
+    executors and the executors' Python workers inherit (PATH, PYSPARK_PYTHON, PYTHONPATH)."""
+
+    MASTER = "org.apache.spark.deploy.master.Master"
+    WORKER = "org.apache.spark.deploy.worker.Worker"
+
+    def __init__(self, workdir: Path, env: dict[str, str], workers: int = 2, cores: int = 1, memory: str = "1g"):
+        self.workdir = workdir
+        # The master's REST submission server would take the fixed port 6066; nothing here uses it.
+        self.env = {**env, "SPARK_HOME": str(spark_home()), "SPARK_LOCAL_IP": "127.0.0.1",
+                    "SPARK_MASTER_OPTS": "-Dspark.master.rest.enabled=false"}  # fmt: skip
+        self.port, self.webui_port = free_port(), free_port()
+        self.workers, self.cores, self.memory = workers, cores, memory
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    @property
+    def url(self) -> str:
+        return f"spark://127.0.0.1:{self.port}"
+
+    def worker_dir(self, number: int) -> Path:
+        """The folder where worker ``number`` keeps its applications' files (one folder per app)."""
+        return self.workdir / f"worker-{number}"
+
+    def start(self, timeout: float = 120) -> None:
+        """Start the master and the workers; wait until every worker is registered and ALIVE."""
+        self._launch("master", self.MASTER, "--host", "127.0.0.1", "--port", str(self.port),
+                     "--webui-port", str(self.webui_port))  # fmt: skip
+        for number in range(self.workers):
+            self.worker_dir(number).mkdir(parents=True, exist_ok=True)
+            self._launch(f"worker-{number}", self.WORKER, "--host", "127.0.0.1", "--cores", str(self.cores),
+                         "--memory", self.memory, "--webui-port", str(free_port()),
+                         "--work-dir", str(self.worker_dir(number)), self.url)  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while self.alive_workers() < self.workers:
+            exited = [name for name, process in self.processes.items() if process.poll() is not None]
+            if exited or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the Spark cluster did not come up (exited: {exited}); logs in {self.workdir}")
+            time.sleep(0.5)
+
+    def _launch(self, name: str, main_class: str, *args: str) -> None:
+        spark_class = str(spark_home() / "bin" / "spark-class")
+        with open(self.workdir / f"{name}.log", "w") as log:
+            # A session of its own: stop() signals the whole group, executors the worker started included.
+            self.processes[name] = subprocess.Popen(
+                [spark_class, main_class, *args], env=self.env, cwd=self.workdir, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    def master_state(self) -> dict:
+        """The master's state as its web UI gives it in JSON (workers, applications), or {}."""
+        import json
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.webui_port}/json/", timeout=2) as response:
+                return json.load(response)
+        except OSError:
+            return {}
+
+    def alive_workers(self) -> int:
+        """How many workers the master has registered as ALIVE."""
+        return sum(worker.get("state") == "ALIVE" for worker in self.master_state().get("workers", []))
+
+    def stop(self) -> None:
+        """Stop every process this cluster started, workers first: SIGTERM to each process group,
+        SIGKILL to a group still there after 20 seconds."""
+        import signal
+
+        started = list(reversed(self.processes.values()))
+        for process in started:
+            _signal_group(process, signal.SIGTERM)
+        for process in started:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                _signal_group(process, signal.SIGKILL)
+                process.wait(timeout=10)
+            _signal_group(process, signal.SIGKILL)  # children left in the group (executors, Python workers)
+
+
+def _signal_group(process: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(process.pid, sig)
+    except ProcessLookupError:
+        pass
