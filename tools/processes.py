@@ -192,7 +192,7 @@ class SparkStandaloneCluster:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.webui_port}/json/", timeout=2) as response:
                 return json.load(response)
-        except OSError:
+        except (OSError, ValueError):  # ValueError: while starting, the UI may answer with an HTML page
             return {}
 
     def alive_workers(self) -> int:
