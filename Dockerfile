@@ -1,4 +1,4 @@
-# One image, three entry points (docker/entrypoint.sh): the API under gunicorn, Airflow running
+# One image, three entry points (docker/entrypoint.sh): the API under granian, Airflow running
 # the nightly DAG with Spark local[*], and the sample-data generator. Built from package
 # registries only: Debian's (Java) and PyPI's (requirements.lock).
 FROM python:3.11-slim-bookworm

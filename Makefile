@@ -96,7 +96,7 @@ demo: venv bundle demo-redis ## Generate data, run the nightly DAG once, publish
 	  | sed -u -e 's/^\[recs\.[a-z_]*\] /    /' -e 's/ *$$//'
 	@RECS_CONFIG=$(DEMO_CONFIG) $(VENV_PY) -m tools.run_summary --run-date $(RUN_DATE)
 	@$(MAKE) --no-print-directory api-up
-	@echo "==> the API answers (gunicorn on port $(API_PORT), Redis $(DEMO_REDIS_URL)):"
+	@echo "==> the API answers (granian on port $(API_PORT), Redis $(DEMO_REDIS_URL)):"
 	@$(VENV_PY) -m tools.api_examples http://127.0.0.1:$(API_PORT) \
 	  $$($(VENV_PY) -c 'import pyarrow.dataset as d, pyarrow.compute as c; t = d.dataset("$(VAR)/runs/$(RUN_DATE)/recommendations").to_table(columns=["user_id"]); print(c.min(t["user_id"]))') ranking
 	@echo "==> API and Redis keep running in the background; stop them with: make stop"
@@ -118,11 +118,12 @@ demo-redis: ## Start the demo's own redis-server unless REDIS_URL is set
 	fi
 
 .PHONY: api-up
-api-up: $(VENV_STAMP) ## Start the API under gunicorn in the background (used by the demo)
+api-up: $(VENV_STAMP) ## Start the API under granian in the background (used by the demo)
 	@mkdir -p $(VAR)/logs
-	@if [ -f $(VAR)/api.pid ] && kill -0 $$(cat $(VAR)/api.pid) 2>/dev/null; then kill $$(cat $(VAR)/api.pid); sleep 1; fi
-	@RECS_CONFIG=$(DEMO_CONFIG) RECS__STORE__URL=$(DEMO_REDIS_URL) RECS__API__BIND=127.0.0.1:$(API_PORT) $(VENV)/bin/gunicorn \
-	  -c conf/gunicorn.conf.py --daemon --pid $(VAR)/api.pid --error-logfile $(VAR)/logs/api.log 'serving:create_app()'
+	@if [ -f $(VAR)/api.pid ] && kill -0 $$(cat $(VAR)/api.pid) 2>/dev/null; then kill $$(cat $(VAR)/api.pid); \
+	  for i in $$(seq 150); do kill -0 $$(cat $(VAR)/api.pid 2>/dev/null) 2>/dev/null || break; sleep 0.2; done; fi
+	@RECS_CONFIG=$(DEMO_CONFIG) RECS__STORE__URL=$(DEMO_REDIS_URL) RECS__API__BIND=127.0.0.1:$(API_PORT) \
+	  nohup $(VENV_PY) -m serving.server --pid-file $(VAR)/api.pid >> $(VAR)/logs/api.log 2>&1 < /dev/null &
 	@for i in $$(seq 100); do \
 	  $(VENV_PY) -c 'import urllib.request as u; u.urlopen("http://127.0.0.1:$(API_PORT)/healthz", timeout=1)' 2>/dev/null && exit 0; \
 	  sleep 0.2; done; echo "error: the API did not start; see var/logs/api.log"; exit 1
@@ -135,8 +136,8 @@ stop: ## Stop the demo's API and redis-server
 	  kill $$(cat $(VAR)/redis/redis.pid) && echo "stopped the demo redis-server"; fi
 
 .PHONY: serve
-serve: venv ## Run the API under gunicorn in the foreground (conf/gunicorn.conf.py, REDIS_URL)
-	@$(VENV)/bin/gunicorn -c conf/gunicorn.conf.py 'serving:create_app()'
+serve: venv ## Run the API under granian in the foreground (the api section of the config, REDIS_URL)
+	@$(VENV_PY) -m serving.server
 
 .PHONY: dev
 dev: venv ## Flask's debug server with reload, for development only
@@ -169,6 +170,16 @@ browser: ## Install Debian's chromium and chromium-driver for the dashboard test
 .PHONY: test
 test: venv bundle executor-env browser ## Run the whole test suite (starts its own redis-server; installs chromium if missing)
 	@$(VENV_PY) -m pytest $(PYTEST_ARGS)
+
+.PHONY: test-faults
+test-faults: venv bundle ## Heavy fault scenarios: slow and idle clients, fuzzing, prune under load (docs/reliability.md)
+	@$(VENV_PY) -m pytest -m faults $(PYTEST_ARGS)
+
+SOAK_MINUTES ?= 10
+
+.PHONY: soak
+soak: venv ## Ten minutes of steady load with a publish and a prune inside: PASS/FAIL, figures in var/soak/
+	@$(VENV_PY) -m tools.soak --minutes $(SOAK_MINUTES)
 
 .PHONY: test-spark-cluster
 test-spark-cluster: venv bundle executor-env ## The nightly DAG on a 2-worker Spark standalone cluster on loopback

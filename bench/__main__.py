@@ -216,7 +216,31 @@ def reference_loads(redis_url: str, layout, sample: int) -> dict:
     pipelined_writes(client, user_list_writes(lists, KeyLayout("refbench"), "ref"), 500)
     pipelined = len(lists) / (time.monotonic() - started)
     client.flushdb()
-    return {"one_set_per_round_trip": round(one_by_one, 1), "pipelined_single_connection": round(pipelined, 1)}
+    return {
+        "one_set_per_round_trip": round(one_by_one, 1),
+        "pipelined_single_connection": round(pipelined, 1),
+        "redis_cli_pipe": redis_cli_pipe(client, user_list_writes(lists, KeyLayout("pipebench"), "ref"), len(lists)),
+    }
+
+
+def redis_cli_pipe(client, writes, count: int) -> float:
+    """Keys/s of ``redis-cli --pipe`` loading exactly these (key, value) SETs from a file written
+    beforehand (encoding not timed): Redis's own bulk-load path, the floor for a loader."""
+    from store.bulk import packed_set
+
+    path = WORK / "pipe.resp"
+    with open(path, "wb") as out:
+        for write in writes:
+            out.write(packed_set(write))
+    address = client.connection_pool.connection_kwargs
+    command = ["redis-cli", "-h", address["host"], "-p", str(address["port"]), "-n", str(address.get("db", 0))]
+    started = time.monotonic()
+    with open(path, "rb") as source:
+        subprocess.run([*command, "--pipe"], stdin=source, check=True, capture_output=True)
+    rate = count / (time.monotonic() - started)
+    client.flushdb()
+    path.unlink()
+    return round(rate, 1)
 
 
 def bench_publish(redis_url: str, users: int, repeats: int) -> tuple[dict, object]:
@@ -251,57 +275,6 @@ def bench_publish(redis_url: str, users: int, repeats: int) -> tuple[dict, objec
         "publish_seconds_total": {"median": median_of(totals), "runs": [round(t, 3) for t in totals]},
         "reference_keys_per_second": references,
     }, layout
-
-
-def bench_api(redis, users: int, repeats: int, concurrency: int, seconds: float) -> dict:
-    """Requests/s, p50 and p99 under gunicorn for each lookup kind, against /healthz."""
-    import random
-
-    from bench.load import run_load
-    from tools.processes import ApiServer
-
-    rng = random.Random(3)
-    known = [f"/v1/recommendations/user_{rng.randrange(users):08d}?n=10" for _ in range(5000)]
-    # name: (paths, connections); one connection shows the service time without queueing.
-    scenarios = {
-        "healthz_reference": (["/healthz"], concurrency),
-        "healthz_reference_1_connection": (["/healthz"], 1),
-        "personalized": (known, concurrency),
-        "personalized_1_connection": (known, 1),
-        "unknown_user_popular": ([f"/v1/recommendations/new-user-{i}?n=10" for i in range(5000)], concurrency),
-        "redis_down_fallback": (known, concurrency),
-    }
-    server = ApiServer(redis.url, WORK / "bench-api.log", api={"workers": 2, "threads": 8})
-    server.start()
-    results = {}
-    try:
-        for name, (paths, connections) in scenarios.items():
-            if name == "redis_down_fallback":
-                redis.stop()
-            run_load(server.url, paths, max(connections, 4), 1.0)  # warm-up: every worker loads the run
-            runs = [
-                run_load(server.url, paths, connections, seconds, processes=min(2, connections)) for _ in range(repeats)
-            ]
-            results[name] = {
-                "connections": connections,
-                "rps": median_of([r.rps for r in runs]),
-                "p50_ms": median_of([r.p50_ms for r in runs]),
-                "p99_ms": median_of([r.p99_ms for r in runs]),
-                "errors": sum(r.errors for r in runs),
-                "runs": [r.__dict__ for r in runs],
-            }
-            print(
-                f"    api {name}: {results[name]['rps']} req/s, p50 {results[name]['p50_ms']} ms, "
-                f"p99 {results[name]['p99_ms']} ms"
-            )
-    finally:
-        server.stop()
-    return {
-        "server": "gunicorn gthread, 2 workers x 8 threads",
-        "concurrency": concurrency,
-        "seconds_per_run": seconds,
-        "scenarios": results,
-    }
 
 
 def bench_memory(redis_url: str, users: int, lengths: tuple[int, ...] = (20, 50, 100)) -> dict:
@@ -356,6 +329,8 @@ def machine() -> dict:
 def markdown(results: dict) -> str:
     """The results as Markdown tables."""
     lines = [f"# Benchmark {results['started_at']}", "", f"Machine: {json.dumps(results['machine'])}", ""]
+    for part, started_at in results.get("carried", {}).items():
+        lines += [f"The {part} tables are from the run of {started_at}, which measured them last.", ""]
     if "stages" in results:
         st = results["stages"]
         lines += [
@@ -378,18 +353,21 @@ def markdown(results: dict) -> str:
             "",
             "| loader | keys/s |",
             "|---|---:|",
-            f"| publish job (Spark executors, Arrow batches, pipelined batches of {pb['batch_size']}), median | "
+            f"| publish job (Spark executors, Arrow batches, raw protocol batches of {pb['batch_size']}), median | "
             f"{pb['keys_per_second']['median']:,.0f} |",
         ]
+        references = dict(pb["reference_keys_per_second"])
+        pipe = references.pop("redis_cli_pipe", None)
         lines += [
-            f"| reference: driver, {name.replace('_', ' ')} | {value:,.0f} |"
-            for name, value in pb["reference_keys_per_second"].items()
+            f"| reference: driver, {name.replace('_', ' ')} | {value:,.0f} |" for name, value in references.items()
         ]
-        lines += [
-            "",
-            f"Whole publish (load, verify, switch, prune), median: {pb['publish_seconds_total']['median']} s",
-            "",
-        ]
+        if pipe:
+            lines.append(f"| floor: `redis-cli --pipe` of the same keys and values, from a file | {pipe:,.0f} |")
+        lines += ["", f"Whole publish (load, verify, switch, prune), median: {pb['publish_seconds_total']['median']} s"]
+        if pipe:
+            share = pb["keys_per_second"]["median"] / pipe
+            lines.append(f"The publish job loads at {share:.0%} of the `redis-cli --pipe` rate (target 50%).")
+        lines.append("")
     if "memory" in results:
         memory = results["memory"]
         lines += [
@@ -403,19 +381,30 @@ def markdown(results: dict) -> str:
             lines.append(f"| {length} | {v['bytes_per_user']:,.0f} | {per_key:,.0f} | {per_million:,.0f} |")
         lines.append("")
     if "api" in results:
-        api = results["api"]
-        lines += [
-            f"## API under {api['server']}, {api['concurrency']} connections unless named, medians of "
-            f"{len(next(iter(api['scenarios'].values()))['runs'])} x {api['seconds_per_run']} s",
-            "",
-            "| lookup | req/s | p50 ms | p99 ms | errors |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        lines += [
-            f"| {name} | {v['rps']:,.0f} | {v['p50_ms']} | {v['p99_ms']} | {v['errors']} |"
-            for name, v in api["scenarios"].items()
-        ]
+        from bench.api import markdown as api_markdown
+
+        lines += api_markdown(results["api"])
     return "\n".join(lines) + "\n"
+
+
+def quick(args) -> int:
+    """The API rows at 5,000 users, one 2-second run each, recorded and compared with the last
+    quick run on this machine; it only records, it never fails on a figure."""
+    from bench.api import bench_api
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    earlier = sorted(WORK.glob("quick-*.json"))
+    results = {"started_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine()}
+    with BenchRedis() as redis:
+        results["api"] = bench_api(redis, 5_000, 1, 2.0, WORK)
+    stamp = results["started_at"].replace(":", "").replace("-", "")
+    (WORK / f"quick-{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
+    if earlier:
+        before = json.loads(earlier[-1].read_text())["api"]["rows"]
+        for name, row in results["api"]["rows"].items():
+            if name in before and before[name]["rps"]:
+                print(f"    {name}: {row['rps']:,.0f} req/s, was {before[name]['rps']:,.0f} ({earlier[-1].name})")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -424,11 +413,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interactions", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--publish-users", type=int, default=200_000)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--api-users", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--only", default="stages,publish,api,memory")
     parser.add_argument("--memory-users", type=int, default=50_000)
+    parser.add_argument("--quick", action="store_true",
+                        help="the regression bench of make test: API rows only, small, under a minute; "
+                             "records to var/bench/quick-<time>.json next to the previous ones")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.quick:
+        return quick(args)
     parts = set(args.only.split(","))
     WORK.mkdir(parents=True, exist_ok=True)
     results = {"started_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine()}
@@ -440,19 +434,56 @@ def main(argv: list[str] | None = None) -> int:
             if "memory" in parts:
                 print("==> memory")
                 results["memory"] = bench_memory(redis.url, args.memory_users)
-            if parts & {"publish", "api"}:
+            if "publish" in parts:
                 print("==> publish")
                 results["publish"], _ = bench_publish(redis.url, args.publish_users, args.repeats)
             if "api" in parts:
                 print("==> api")
-                results["api"] = bench_api(redis, args.publish_users, args.repeats, args.concurrency, args.seconds)
+                import redis as redis_client
+
+                from bench.api import bench_api
+
+                with redis_client.Redis.from_url(redis.url) as client:
+                    client.flushall()  # the API run starts from an empty store
+                results["api"] = bench_api(redis, args.api_users, args.repeats, args.seconds, WORK)
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = results["started_at"].replace(":", "").replace("-", "")
     (RESULTS / f"bench-{stamp}.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = markdown(results)
+    table = markdown(with_earlier_parts(results))
     (RESULTS / "latest.md").write_text(table)
+    update_readme(table)
     print(table)
     return 0
+
+
+PARTS = ("stages", "publish", "memory", "api")
+
+
+def with_earlier_parts(results: dict) -> dict:
+    """The results, with each part this run skipped (--only) taken from the newest earlier run
+    that has it, and marked with that run's time in ``carried``."""
+    merged, carried = dict(results), {}
+    for path in sorted(RESULTS.glob("bench-*.json"), reverse=True):
+        earlier = json.loads(path.read_text())
+        for part in PARTS:
+            if part not in merged and part in earlier:
+                merged[part], carried[part] = earlier[part], earlier["started_at"]
+    return {**merged, "carried": carried}
+
+
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def update_readme(table: str) -> None:
+    """Put the latest tables into the README between its bench markers."""
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return
+    before, rest = text.split(README_START, 1)
+    after = rest.split(README_END, 1)[1]
+    body = table.split("\n", 1)[1].replace("\n## ", "\n#### ")  # below the README's own headings
+    readme.write_text(f"{before}{README_START}\n{body.strip()}\n{README_END}{after}")
 
 
 if __name__ == "__main__":

@@ -282,6 +282,7 @@ class PublishSection(Section):
     keep_runs: int
     batch_size: int = Field(ge=1)
     lock_ttl_seconds: float = Positive
+    memory_margin: float = Field(ge=0, le=10)
 
     @field_validator("keep_runs")
     @classmethod
@@ -295,9 +296,14 @@ class ApiSection(Section):
     bind: str = Field(min_length=1)
     workers: int | None = Field(ge=1)
     threads: int = Field(ge=1)
+    header_timeout_seconds: float = Field(gt=0, le=60)
+    max_connections: int = Field(ge=8)
     timeout_seconds: int = Field(ge=1)
-    access_log: str | None
+    access_log: Literal["-"] | None
     log_level: Literal[LOG_LEVELS]
+    log_file: str | None = Field(min_length=1)
+    log_burst: int = Field(ge=1)
+    log_window_seconds: float = Positive
     down_mode: Literal[DOWN_MODES]
     retry_after_seconds: float = Field(ge=0)
     fallback_file: str | None
@@ -308,6 +314,7 @@ class ApiSection(Section):
     max_n: int = Field(ge=1)
     max_exclude: int = Field(ge=0)
     exploration_slots: int = Field(ge=0)
+    fast_path: bool
 
     @model_validator(mode="after")
     def _default_n_within_max(self) -> ApiSection:

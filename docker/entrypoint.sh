@@ -5,7 +5,7 @@ set -euo pipefail
 cd /app
 case "${1:-api}" in
   api)
-    exec gunicorn -c conf/gunicorn.conf.py 'serving:create_app()'
+    exec python -m serving.server
     ;;
   airflow)
     # Airflow standalone: scheduler, API server and a SQLite database under var/airflow. The

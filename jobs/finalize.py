@@ -17,7 +17,7 @@ import logging
 import sys
 from typing import TYPE_CHECKING
 
-from conf.redaction import redact_config
+from conf.redaction import redact_config, redact_values
 from jobs import storage
 from jobs.quality_gate import current_published, judge
 from jobs.run_layout import RunLayout
@@ -68,7 +68,7 @@ def build_manifest(
         "variants": recommend["variants"],
         "experiment": recommend["experiment"],
         "timings_seconds": {stage: reports[stage]["seconds"] for stage in PIPELINE.build_stages},
-        "stages": reports,
+        "stages": redact_values(reports),
         "outputs": {
             "recommendations": layout.recommendations,
             "popular": layout.popular,

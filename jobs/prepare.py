@@ -18,11 +18,12 @@ import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
+from conf.quoting import clip
 from conf.schema import DUPLICATE_POLICIES, TIMESTAMP_FORMATS
 from jobs.export_events import EVENT_COLUMNS
 from jobs.run_layout import RunLayout, dated_path
 from jobs.runner import JobError, job_main
-from jobs.sources import CORRUPT_RECORD, SOURCE_FILE, read_source, refusing_header_mismatch, require_columns
+from jobs.sources import CORRUPT_RECORD, SOURCE_FILE, read_source, reading_input, require_columns
 from store.contract import ID_FORBIDDEN_CHARS, MAX_ID_LENGTH
 
 if TYPE_CHECKING:
@@ -277,7 +278,7 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
     log, path = _validated_input(spark, cfg, layout)
     events, event_paths = _validated_events(spark, cfg, layout, log, item_meta["enabled"])
     validated = (log if events is None else log.unionByName(events)).persist(StorageLevel.MEMORY_AND_DISK)
-    with refusing_header_mismatch():
+    with reading_input(spark, path):
         counts = validated.groupBy("origin", "reason").count().collect()
     by_origin = {LOG: {}, EVENTS: {}}
     for row in counts:
@@ -285,7 +286,7 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
     log_reasons, event_reasons = by_origin[LOG], by_origin[EVENTS]
     rows_read = sum(log_reasons.values())
     if rows_read == 0:
-        raise JobError(f"input {path} has no rows")
+        raise JobError(f"input {clip(path)} has no rows")
     rows_valid, events_valid = log_reasons.pop(None, 0), event_reasons.pop(None, 0)
     reasons = {
         reason: log_reasons.get(reason, 0) + event_reasons.get(reason, 0) for reason in {*log_reasons, *event_reasons}
@@ -373,7 +374,7 @@ def _prepare_item_meta(spark: SparkSession, items_cfg: ItemsSection, layout: Run
     require_columns(raw, columns, f"item metadata {path}")
     parsed = standardize_item_meta(raw, columns, items_cfg.categories_delimiter)
     parsed = mark_duplicate_items(parsed).cache()
-    with refusing_header_mismatch():
+    with reading_input(spark, path):
         reasons = {row["reason"]: row["count"] for row in parsed.groupBy("reason").count().collect()}
     rejected = parsed.where("reason IS NOT NULL").drop("item_id", "title", "categories", "tags")
     rejected.write.mode("overwrite").parquet(layout.quarantine_items)

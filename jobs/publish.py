@@ -20,15 +20,18 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
 from jobs import storage
 from jobs.quality_gate import held_message, judge, published_metrics
 from jobs.ranking import collect_ranked
+from jobs.run_footprint import run_footprint
 from jobs.run_layout import RunLayout
 from jobs.runner import JobError, recording_failure, run_job
 from store.connection import RedisSettings, connect, writer_settings
 from store.contract import KeyLayout
+from store.registry import current_run_recorder
 from store.writer import LoadedRun, PopularLists, PublishPolicy, RunLoader, publish_run
 
 if TYPE_CHECKING:
@@ -79,6 +82,7 @@ def load_lists(lists: DataFrame, kind: str, settings: RedisSettings, prefix: str
     def write_partition(batches):
         import pyarrow as pa
 
+        from store.bulk import set_many
         from store.connection import connect
         from store.contract import KeyLayout
         from store.writer import similar_list_writes, user_list_writes
@@ -86,14 +90,9 @@ def load_lists(lists: DataFrame, kind: str, settings: RedisSettings, prefix: str
         client, keys = connect(settings), KeyLayout(prefix)
         rows, writes = (_user_rows, user_list_writes) if kind == "user" else (_similar_rows, similar_list_writes)
         try:
-            pipe = client.pipeline(transaction=False)
             for batch in batches:
-                for key, value in writes(rows(batch), keys, run_id):
-                    pipe.set(key, value)
-                    if len(pipe) >= batch_size:
-                        pipe.execute()
-                pipe.execute()
-                yield pa.RecordBatch.from_pydict({"written": [batch.num_rows]})
+                written = set_many(client, writes(rows(batch), keys, run_id, stored_form=True), batch_size)
+                yield pa.RecordBatch.from_pydict({"written": [written]})
         finally:
             client.close()
 
@@ -101,12 +100,16 @@ def load_lists(lists: DataFrame, kind: str, settings: RedisSettings, prefix: str
 
 
 def _ranked(batch, column: str, id_field: str):
-    """Each row's ranked list of an Arrow list-of-struct column, as [(id, score), ...]."""
+    """Each row's ranked list of an Arrow list-of-struct column, in the store's stored form
+    (scores rounded for the whole column at once)."""
+    from store.contract import ranked_pairs
+
     items = batch.column(column)
-    offsets = items.offsets.to_pylist()
-    ids, scores = items.values.field(id_field).to_pylist(), items.values.field("score").to_pylist()
-    bounds = zip(offsets[:-1], offsets[1:], strict=True)
-    return [list(zip(ids[start:end], scores[start:end], strict=True)) for start, end in bounds]
+    # Relative to the first list's start: a sliced batch's offsets do not start at 0.
+    offsets = items.offsets.to_numpy()
+    values = items.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+    ids = values.field(id_field).to_pylist()
+    return ranked_pairs(ids, values.field("score").to_numpy(zero_copy_only=False), (offsets - offsets[0]).tolist())
 
 
 def _user_rows(batch):
@@ -167,10 +170,17 @@ def _catalogue(spark: SparkSession, layout: RunLayout) -> tuple[dict, dict]:
 
 
 def run(
-    spark: SparkSession, cfg: Config, layout: RunLayout, rollback: bool = False, override_gate: bool = False
+    spark: SparkSession,
+    cfg: Config,
+    layout: RunLayout,
+    rollback: bool = False,
+    override_gate: bool = False,
+    switched_by: str | None = None,
 ) -> dict:
     """Publish the run of layout.run_date; return what was done. A run the quality gate held is
-    refused unless ``override_gate``, which is logged and recorded in the run's meta."""
+    refused unless ``override_gate``, which is logged and recorded in the run's meta. The run
+    made current is recorded next to the run folders as switched by ``switched_by`` (default:
+    this command)."""
     manifest = storage.read_json(spark, layout.manifest)
     if manifest is None:
         raise JobError(
@@ -185,7 +195,12 @@ def run(
     try:
         if cfg.gate.enabled and not (rollback or override_gate):
             _check_against_current(client, keys, manifest, cfg, layout.run_date)
-        result = publish_run(client, keys, policy, manifest, load, rollback=rollback)
+        by = switched_by or ("publish --rollback" if rollback else "publish")
+        record = current_run_recorder(cfg, by)
+        # Estimated only when a load is due, under the lock, before any key is written.
+        footprint = partial(run_footprint, spark, layout, keys, manifest["run_id"])
+        result = publish_run(client, keys, policy, manifest, load, rollback=rollback, on_switch=record,
+                             footprint=footprint)  # fmt: skip
     finally:
         client.close()
     if manifest.get("gate", {}).get("overridden") and result["status"] == "published":

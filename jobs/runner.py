@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 from conf import ConfigError, load_config
 from conf.cli import EXIT_REFUSED, CommandParser, add_config_argument, add_run_date_argument
+from conf.quoting import clip
+from conf.redaction import redact_text, redact_values
 from jobs import storage
 from jobs.run_layout import RunLayout
 from jobs.session import spark_session
@@ -37,7 +39,8 @@ class JobError(RuntimeError):
     """A job refused to go on; the message says why and what to do about it."""
 
 
-# The longest error message a failure record keeps (a bad input line can be megabytes long).
+# The longest error message a failure record or a refusal line keeps. The quotes of user data
+# inside a message are capped where they are made (conf.quoting); this is the backstop.
 MAX_MESSAGE = 2000
 # What a job may refuse with: one log line and exit status 2, which Airflow does not retry.
 REFUSALS = (JobError, ConfigError, PublishRefused)
@@ -71,7 +74,8 @@ def run_stage(spark: SparkSession, cfg: Config, layout: RunLayout, name: str) ->
         report = body(spark, cfg, layout)
     report = {**report, "stage": name, "seconds": round(time.monotonic() - started, 3)}
     if stage.kind == BUILD:
-        storage.write_json(spark, layout.stage_report(name), report)
+        # Reports end up in the manifest; a path may carry credentials (s3a://key:secret@bucket).
+        storage.write_json(spark, layout.stage_report(name), redact_values(report))
     log.info("stage %s: done in %.1fs", name, report["seconds"])
     return report
 
@@ -97,7 +101,7 @@ def _record_failure(spark: SparkSession, layout: RunLayout, name: str, exc: Exce
         "run_date": layout.run_date,
         "refused": isinstance(exc, REFUSALS),
         "error": type(exc).__name__,
-        "message": str(exc)[:MAX_MESSAGE],
+        "message": redact_text(str(exc))[:MAX_MESSAGE],
         "seconds": round(seconds, 3),
         "failed_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
@@ -129,16 +133,21 @@ def run_job(
         with spark_session(cfg.spark, f"recs-{name}-{args.run_date}") as spark:
             action(spark, cfg, layout, args)
     except REFUSALS as exc:
-        log.error("%s refused: %s", name, exc)
+        log.error("%s refused: %s", name, error_text(exc))
         return EXIT_REFUSED
     except Exception as exc:
         if not _is_redis_failure(exc):
             raise
         # A store that is down is worth a retry (exit 1), but not a page of traceback.
         log.error("%s failed: Redis could not be reached or refused us (%s: %s)", name, type(exc).__name__,
-                  str(exc)[:MAX_MESSAGE])  # fmt: skip
+                  error_text(exc))  # fmt: skip
         return 1
     return 0
+
+
+def error_text(exc: BaseException) -> str:
+    """An error's message fit for one log line: secrets masked, line breaks escaped, length capped."""
+    return clip(redact_text(str(exc)), MAX_MESSAGE)
 
 
 def _is_redis_failure(exc: BaseException) -> bool:

@@ -9,13 +9,16 @@ from flask import Flask, request
 
 from conf import load_config
 from conf.schema import Config
+from serving.api_log import install_api_log, log_answers
 from serving.dashboard import dashboard
 from serving.errors import register_error_handlers
 from serving.events import feedback
+from serving.fast_path import FastLookups
+from serving.json_provider import OrjsonProvider
 from serving.metrics import ApiMetrics
 from serving.metrics import init_app as init_metrics
 from serving.routes import AnyTextConverter, api, ops
-from serving.validation import check_utf8
+from serving.validation import check_request
 from store.connection import connect, event_writer_settings
 from store.contract import KeyLayout
 from store.events import EventLog
@@ -32,12 +35,14 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
     # Bodies over this get a 413 before they are read (the events endpoint is the only one with a body).
     app.config["MAX_CONTENT_LENGTH"] = cfg.events.max_body_bytes
     app.url_map.converters["any_text"] = AnyTextConverter
-    app.json.sort_keys = False
+    app.json = OrjsonProvider(app)
     # One reader (and so one Redis client pool) per app; routes reach it through app.extensions.
     metrics = ApiMetrics()
-    reader = StoreReader.from_config(cfg, observe=metrics.observe_redis)
+    outages = install_api_log(cfg)
+    reader = StoreReader.from_config(cfg, observe=outages.observer(metrics.observe_redis))
     app.extensions["recs_store"] = reader
     init_metrics(app, metrics)
+    log_answers(app)  # after init_metrics: its hook consumes the answer's source
     events = event_writer_settings(cfg.store, cfg.events.write_timeout_seconds)
     app.extensions["recs_events"] = EventLog(
         lambda: connect(events),
@@ -46,10 +51,12 @@ def create_app(config: Config | Mapping[str, Any] | None = None) -> Flask:
         cfg.events.idempotency_ttl_seconds,
         observe=metrics.observe_redis,
     )
-    app.before_request(lambda: check_utf8(request.environ))
+    app.before_request(lambda: check_request(request.environ))
     app.register_blueprint(api)
     app.register_blueprint(feedback)
     app.register_blueprint(dashboard)
     app.register_blueprint(ops)
     register_error_handlers(app)
+    if cfg.api.fast_path:
+        app.wsgi_app = FastLookups(app, app.wsgi_app)
     return app

@@ -9,7 +9,7 @@ no Redis round trip.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from store.experiments import bucket_of
 from store.reader import FALLBACK, PERSONALIZED, POPULAR, Answer, StoreReader
@@ -18,8 +18,7 @@ NEW = "new"
 EXPLORATION_SALT = "exploration"
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     """One item of an answer: its id, score and source (personalized, popular, fallback or new)."""
 
     item_id: str

@@ -1,18 +1,16 @@
 """Every error the API can answer with, and the one place they become HTTP responses.
 
-Clients always get JSON, ``{"error": <code>, "detail": <text>}``, never a stack trace.
+Clients always get JSON, ``{"error": <code>, "detail": <text>}``, never a stack trace. Each
+handler notes the error for the request (``note_error``); serving/api_log.py writes the line a
+5xx answer gets in the server log from it, so every one is logged once, after the answer is made.
 """
 
 from __future__ import annotations
 
-import logging
-
-from flask import Flask, jsonify
+from flask import Flask, g, jsonify
 from werkzeug.exceptions import HTTPException
 
 from store.errors import NoCurrentRun, StoreDataError, StoreUnavailable, UnknownCategory, UnknownItem, UnknownVariant
-
-log = logging.getLogger("recs.api")
 
 
 class ApiError(Exception):
@@ -53,6 +51,11 @@ STORE_ERRORS = {
 }
 
 
+def note_error(code: str, exc: BaseException) -> None:
+    """Remember this request's error code and exception, for the API log's line about the answer."""
+    g.recs_error = (code, exc)
+
+
 def error_response(status: int, code: str, detail: str):
     """A JSON error body with its status."""
     return jsonify(error=code, detail=detail), status
@@ -63,11 +66,13 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):
+        note_error(exc.code, exc)
         return error_response(exc.status, exc.code, exc.detail)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_")
+        note_error(code, exc)
         response, status = error_response(exc.code or 500, code, exc.description or exc.name)
         # The exception's own headers, such as a 405's Allow, belong on the JSON answer too.
         for name, value in exc.get_headers():
@@ -79,8 +84,7 @@ def register_error_handlers(app: Flask) -> None:
     def _unexpected(exc: Exception):
         for error_type, (status, code, detail) in STORE_ERRORS.items():
             if isinstance(exc, error_type):
-                if status >= 500:
-                    log.warning("%s: %s", code, exc)
+                note_error(code, exc)
                 return error_response(status, code, detail or str(exc))
-        log.exception("unhandled error")
+        note_error("internal_error", exc)
         return error_response(500, "internal_error", "the server failed to answer this request")

@@ -1,8 +1,8 @@
 """Prometheus metrics of the API, right under a multi-worker server.
 
-Under gunicorn each worker is a process, so the metrics run in prometheus-client's
+Under the server each worker is a process, so the metrics run in prometheus-client's
 multiprocess mode: every worker writes its counts to files in ``PROMETHEUS_MULTIPROC_DIR``
-(conf/gunicorn.conf.py sets and empties it), and whichever worker answers ``GET /metrics``
+(serving/server.py sets and empties it), and whichever worker answers ``GET /metrics``
 sums them all. Without that variable (``flask run``, tests) the app's own registry is used.
 
     recs_request_seconds{endpoint, source}     latency histogram, by route and answer source
@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from collections import Counter as Tally
 
 from flask import Flask, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
@@ -32,7 +33,7 @@ REDIS_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.1, 0.25, 1.
 
 
 def multiprocess_mode() -> bool:
-    """Whether the workers share their metrics through files (set by conf/gunicorn.conf.py)."""
+    """Whether the workers share their metrics through files (set by serving/server.py)."""
     return bool(os.environ.get(MULTIPROCESS_ENV))
 
 
@@ -52,6 +53,20 @@ class ApiMetrics:
         self.redis_seconds = Histogram("recs_redis_seconds", "Time in Redis calls", buckets=REDIS_BUCKETS, **known)
         self.redis_errors = Counter("recs_redis_errors", "Redis calls that failed", **known)
         self.events = Counter("recs_events", "Events accepted", ["type", "variant"], **known)
+        self._children = LabelledChildren()
+
+    def record_request(self, endpoint: str, source: str, status: int, item_sources, seconds: float | None) -> None:
+        """One answered request: its latency, and its answer's or error's count."""
+        children = self._children
+        if seconds is not None:
+            children.get(self.request_seconds, endpoint, source).observe(seconds)
+        if status >= 400:
+            children.get(self.errors, str(status)).inc()
+        elif source != "-":
+            children.get(self.answers, endpoint, source).inc()
+        # One increment per source, not per item: each one is a write to a shared file.
+        for item_source, count in Tally(item_sources).items():
+            children.get(self.items, item_source).inc(count)
 
     def observe_redis(self, seconds: float, failed: bool) -> None:
         """One Redis call's time, and whether it failed (the store reader's hook)."""
@@ -123,19 +138,29 @@ def init_app(app: Flask, metrics: ApiMetrics) -> None:
     def _record(response):
         started = g.pop("recs_started", None)
         endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        source = g.pop("recs_source", "-")
-        if started is not None:
-            metrics.request_seconds.labels(endpoint, source).observe(time.perf_counter() - started)
-        if response.status_code >= 400:
-            metrics.errors.labels(str(response.status_code)).inc()
-        elif source != "-":
-            metrics.answers.labels(endpoint, source).inc()
-        for item_source in g.pop("recs_item_sources", ()):
-            metrics.items.labels(item_source).inc()
+        seconds = None if started is None else time.perf_counter() - started
+        item_sources = g.pop("recs_item_sources", ())
+        metrics.record_request(endpoint, g.pop("recs_source", "-"), response.status_code, item_sources, seconds)
         return response
+
+
+class LabelledChildren:
+    """The labelled series of each metric, looked up once: prometheus-client's labels() takes a
+    lock and checks its arguments on every call, a cost paid on every request otherwise."""
+
+    def __init__(self):
+        self._children: dict[tuple, object] = {}
+
+    def get(self, metric, *labels: str):
+        """metric.labels(*labels), cached (label values here come from a small closed set)."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
 
 def record_answer(source: str, item_sources=()) -> None:
     """Note the answer's source and its items' sources for this request's metrics."""
     g.recs_source = source
-    g.recs_item_sources = list(item_sources)
+    g.recs_item_sources = item_sources

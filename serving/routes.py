@@ -28,6 +28,8 @@ class AnyTextConverter(PathConverter):
 
 
 api = Blueprint("api", __name__, url_prefix="/v1")
+# The lookup route as Flask names it in url_rule.rule (the metrics' endpoint label).
+RECOMMENDATIONS_RULE = "/v1/recommendations/<any_text:user_id>"
 ops = Blueprint("ops", __name__)
 
 
@@ -72,14 +74,24 @@ def recommendations(user_id: str):
     forced = request.args.get("variant")
     if forced is not None:
         forced = checked_name(forced, "variant")
-    answer = reader().recommendations(user_id, forced_variant=forced)
+    document, item_sources = recommendation_document(reader(), settings, user_id, n, category, exclude, forced)
+    record_answer(document["source"], item_sources)
+    return jsonify(document)
+
+
+def recommendation_document(
+    store: StoreReader, settings, user_id: str, n: int, category: str | None, exclude: frozenset[str], forced
+) -> tuple[dict, list[str]]:
+    """The JSON document answering one checked lookup, and its items' sources (for metrics);
+    the Flask view and the fast path (serving/fast_path.py) both answer with it."""
+    answer = store.recommendations(user_id, forced_variant=forced)
     entries = compose(answer, n, category, exclude, settings.exploration_slots, user_id)
-    record_answer(answer.source, [entry.source for entry in entries])
     rec_id = RecId.new(answer.run_id, answer.experiment, answer.variant, _mode(answer))
-    return jsonify(
-        user_id=user_id, run_id=answer.run_id, source=answer.source, experiment=answer.experiment,
-        variant=answer.variant, forced=answer.forced, rec_id=str(rec_id), items=entries_json(entries),
-    )  # fmt: skip
+    document = {
+        "user_id": user_id, "run_id": answer.run_id, "source": answer.source, "experiment": answer.experiment,
+        "variant": answer.variant, "forced": answer.forced, "rec_id": str(rec_id), "items": entries_json(entries),
+    }  # fmt: skip
+    return document, [entry.source for entry in entries]
 
 
 @api.get("/similar/<any_text:item_id>")
@@ -150,7 +162,9 @@ def healthz():
 
 @ops.get("/readyz")
 def readyz():
-    """Ready when Redis answers and a run is current; 503 otherwise."""
+    """Ready when Redis answers and a run is current; 503 otherwise, with the reason (and, when
+    Redis lost its current run, the run answered from fallback). ``warnings`` name Redis settings
+    that put the run at risk, without changing readiness."""
     ready, body = reader().readiness(dt.datetime.now(dt.UTC))
     return jsonify(body), 200 if ready else 503
 

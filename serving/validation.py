@@ -15,6 +15,26 @@ from store.experiments import RecId
 _DIGITS = re.compile(r"^[0-9]{1,9}$")
 
 
+# Below the server's own limits (granian answers longer request lines and header blocks itself,
+# with an empty body), so that every refusal a client normally meets is JSON.
+MAX_TARGET_BYTES = 8192
+MAX_HEADER_BYTES = 16384
+
+
+def check_request_size(environ: Mapping[str, str]) -> None:
+    """Refuse an over-long request target (414) or header block (431) with a JSON answer."""
+    from werkzeug.exceptions import RequestHeaderFieldsTooLarge, RequestURITooLarge
+
+    target = len(environ.get("PATH_INFO", "")) + len(environ.get("QUERY_STRING", ""))
+    if target > MAX_TARGET_BYTES:
+        raise RequestURITooLarge(f"the request target is {target} bytes; at most {MAX_TARGET_BYTES} are accepted")
+    headers = sum(len(key) + len(value) for key, value in environ.items() if key.startswith("HTTP_"))
+    if headers > MAX_HEADER_BYTES:
+        raise RequestHeaderFieldsTooLarge(
+            f"the request headers are {headers} bytes; at most {MAX_HEADER_BYTES} are accepted"
+        )
+
+
 def check_utf8(environ: Mapping[str, str]) -> None:
     """Refuse a path or query string whose percent-decoded bytes are not UTF-8: decoded with
     replacement characters, two different ids would look up as the same one."""
@@ -28,6 +48,12 @@ def check_utf8(environ: Mapping[str, str]) -> None:
             raw.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest(f"the request {name} is not valid UTF-8") from None
+
+
+def check_request(environ: Mapping[str, str]) -> None:
+    """The checks every request passes before routing: its size, then its encoding."""
+    check_request_size(environ)
+    check_utf8(environ)
 
 
 def parse_n(args: Mapping[str, str], default: int, maximum: int) -> int:

@@ -6,9 +6,12 @@ for operators (and the pipeline), never an HTTP endpoint.
     python -m store.admin lock                # who holds the publish lock, its age, whether it runs
     python -m store.admin clear-lock          # remove a dead holder's lock (--force: any holder)
     python -m jobs.publish --run-date 2026-11-20 --rollback   # make a chosen retained or older run current
+    python -m jobs.restore                    # Redis lost its data: reload the recorded current run
 
 They read the ``store`` and ``publish`` sections of the configuration (``--config``, else
 $RECS_CONFIG, with RECS__* and REDIS_URL overrides), as the publish job and the API do.
+A rollback also records the run it made current in ``<paths.runs_root>/current-run.json``,
+which the restore (a Spark job, as it reads the run folder) brings back.
 A refusal or a bad config is one line on stderr and exit status 2.
 """
 
@@ -27,8 +30,8 @@ from store.connection import connect, writer_settings
 from store.contract import KeyLayout
 from store.errors import PublishRefused
 from store.lock import parse_holder
-from store.registry import current_run, known_runs, read_run_meta
-from store.writer import PublishPolicy, rollback
+from store.registry import current_run, current_run_recorder, known_runs, read_run_meta
+from store.writer import PublishPolicy, SwitchRecorder, rollback
 
 
 def status(client, keys: KeyLayout) -> dict:
@@ -90,9 +93,10 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def roll_back(client, keys: KeyLayout, policy: PublishPolicy) -> dict:
-    """Make the previous retained run current; report which run was left and which is current."""
-    rolled_back_from, now_current = rollback(client, keys, policy)
+def roll_back(client, keys: KeyLayout, policy: PublishPolicy, on_switch: SwitchRecorder | None = None) -> dict:
+    """Make the previous retained run current (telling ``on_switch``, which records it); report
+    which run was left and which is current."""
+    rolled_back_from, now_current = rollback(client, keys, policy, on_switch)
     return {"rolled_back_from": rolled_back_from, "current": now_current}
 
 
@@ -125,7 +129,7 @@ def _run_command(args, client, keys: KeyLayout, cfg) -> dict:
         return lock_info(client, keys, now)
     if args.command == "clear-lock":
         return clear_lock(client, keys, now, force=args.force)
-    return roll_back(client, keys, PublishPolicy.from_config(cfg.publish))
+    return roll_back(client, keys, PublishPolicy.from_config(cfg.publish), current_run_recorder(cfg, "rollback"))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 which starts while Redis is down can still answer with ``source: fallback``.
 
 The file names the store it came from (Redis address and key prefix, never the password) and
-when it was written; a file from another store, or older than its maximum age, is ignored.
+when it was written; a file from another store, or older than its maximum age, is ignored. The
+reader never deletes it: when Redis restarts empty, the file is what a worker started then
+answers from.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ class FallbackFile:
             return None
 
     def remove(self) -> None:
-        """Delete the file (the store no longer has a current run)."""
+        """Delete the file (for clean-up: a Redis that lost its current run keeps it in use)."""
         try:
             self.path.unlink()
         except FileNotFoundError:

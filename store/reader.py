@@ -12,8 +12,13 @@ keeps probing and clears the outage when Redis answers again. The client is crea
 use, so the API starts even while Redis (or a Redis Cluster, which connects on creation) is down.
 
 Each newly loaded run is also written to the fallback file (store/fallback_file.py), so that a
-worker started during an outage (a restart, or gunicorn recycling it) can still answer from the
+worker started during an outage (a restart, or the server respawning it) can still answer from the
 last run a worker of the same store saw.
+
+When Redis answers but the pointer is gone (it restarted empty, or was flushed), the reader
+keeps the run it held, or the fallback file's, and answers from it as during an outage, with
+``/readyz`` not ready (``store_lost_current_run``) until a run is published or restored
+(``python -m jobs.restore``). Only a reader that never saw a run answers ``no_published_run``.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ from store.errors import (
 )
 from store.experiments import variant_or_default
 from store.fallback_file import FallbackFile
+from store.registry import text
 from store.snapshot import RunSnapshot
 
 log = logging.getLogger("recs.reader")
@@ -56,6 +62,9 @@ log = logging.getLogger("recs.reader")
 RankedList = Sequence[tuple[str, float]]
 PERSONALIZED, POPULAR, FALLBACK = "personalized", "popular", "fallback"
 DOWN_MODE_FALLBACK = "fallback"
+LOST_CURRENT_RUN = "store_lost_current_run"
+# Run keys carry no TTL, so only these policies can evict them once maxmemory is reached.
+EVICTING_POLICIES = ("allkeys-lru", "allkeys-lfu", "allkeys-random")
 
 
 @dataclass(frozen=True)
@@ -105,6 +114,11 @@ class StoreReader:
         self._refresh_lock = threading.Lock()
         self._watcher: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._pointer_lost = False
+        self._fallback_file_consulted = False
+        self._policy_checked = False
+        self._policy_warned: str | None = None
+        self._policy_unreadable_logged = False
 
     @classmethod
     def from_config(cls, cfg, observe: Callable[[float, bool], None] | None = None) -> StoreReader:
@@ -154,23 +168,30 @@ class StoreReader:
                 log.warning("could not count the assignment of a user to %s/%s: %s", assignment.name, variant, counted)
             return found
 
+        labels = {"experiment": assignment.name if assignment else None, "variant": variant,
+                  "forced": forced_variant is not None}  # fmt: skip
+
         def lookup() -> Answer:
             raw = self._call(fetch)
             if raw is None:
-                return Answer(snapshot.run_id, POPULAR, snapshot.popular)
+                return Answer(snapshot.run_id, POPULAR, snapshot.popular, snapshot, **labels)
             try:
                 items, seen, categories = decode_user_list(raw)
             except ValueError as exc:
                 raise StoreDataError(str(exc)) from exc
-            return Answer(snapshot.run_id, PERSONALIZED, items, seen=tuple(seen), categories=tuple(categories))
+            return Answer(snapshot.run_id, PERSONALIZED, items, snapshot, **labels, seen=tuple(seen),
+                          categories=tuple(categories))  # fmt: skip
 
         answer = self._answer_or_fallback(snapshot, lookup)
-        experiment = assignment.name if assignment else None
-        return replace(answer, experiment=experiment, variant=variant, forced=forced_variant is not None)
+        # Built once with its labels on the lookup path; only a fallback answer still needs them.
+        return answer if answer.variant == variant else replace(answer, **labels)
 
     def similar(self, item_id: str) -> tuple[str, str, RankedList]:
         """An item's item-to-item list in the current run: (run id, method, items); one GET."""
         snapshot = self.current()
+        if snapshot.from_fallback_file:
+            # The run's item lists are not (or no longer) known to be in Redis: not an unknown item.
+            raise StoreUnavailable(f"run {snapshot.run_id} is served from the fallback; item lists are unavailable")
         raw = self._call(lambda: self._client().get(self._keys.similar(snapshot.run_id, item_id)))
         if raw is None:
             raise UnknownItem(f"item {item_id!r} has no item-to-item list in run {snapshot.run_id}")
@@ -206,28 +227,41 @@ class StoreReader:
             if self._down_mode != DOWN_MODE_FALLBACK:
                 raise
             return Answer(snapshot.run_id, FALLBACK, snapshot.popular, snapshot)
-        return replace(answer, snapshot=snapshot)
+        return answer if answer.snapshot is snapshot else replace(answer, snapshot=snapshot)
 
     def readiness(self, now: dt.datetime) -> tuple[bool, dict]:
-        """Whether the API can serve: Redis answers and a current run exists, with that run's age."""
+        """Whether the API can serve: Redis answers and a current run exists, with that run's age;
+        with ``warnings`` about Redis settings that put the run at risk (readiness stands)."""
         reason = self.unavailable_reason()
         if reason is not None:
             return False, {"ready": False, "reason": reason}
+        warnings = self.eviction_warnings()
+        extra = {"warnings": warnings} if warnings else {}
         try:
             snapshot = self.refresh()
         except StoreDataError:
-            return False, {"ready": False, "reason": "store_data_error"}
+            return False, {"ready": False, "reason": "store_data_error", **extra}
         except (StoreUnavailable, NoCurrentRun):
             snapshot = None
         if snapshot is None:
-            return False, {"ready": False, "reason": "no_published_run"}
+            return False, {"ready": False, "reason": "no_published_run", **extra}
+        if snapshot.from_fallback_file:
+            # Redis answered the refresh, yet the run is still the fallback's: the pointer is gone.
+            return False, {"ready": False, "reason": LOST_CURRENT_RUN, "run_id": snapshot.run_id, **extra}
         published = dt.datetime.fromisoformat(snapshot.meta["published_at"])
         return True, {
             "ready": True,
             "run_id": snapshot.run_id,
             "published_at": snapshot.meta["published_at"],
             "age_seconds": round((now - published).total_seconds(), 3),
+            **extra,
         }
+
+    def eviction_warnings(self) -> list[str]:
+        """``eviction_policy_may_evict_run_keys: <policy>`` when Redis has a memory limit and an
+        ``allkeys-*`` policy; nothing when the policy cannot evict run keys or cannot be read."""
+        policy = self._evicting_policy()
+        return [f"eviction_policy_may_evict_run_keys: {policy}"] if policy else []
 
     def current(self) -> RunSnapshot:
         """The current run; reads Redis only the first time, then the watcher keeps it fresh."""
@@ -249,18 +283,40 @@ class StoreReader:
         with self._refresh_lock:
             pointer = self._call(lambda: self._client().get(self._keys.current), probe=True)
             if pointer is None:
-                self._snapshot = None
-                if self._fallback_file:
-                    self._fallback_file.remove()
-                return None
+                return self._held_after_pointer_lost()
             run_id = pointer.decode("utf-8") if isinstance(pointer, bytes) else pointer
             held = self._snapshot
             if held is None or held.run_id != run_id or held.from_fallback_file:
                 self._snapshot = self._load(run_id)
                 if self._fallback_file:
                     self._fallback_file.write(self._snapshot)
+                if self._pointer_lost:
+                    log.info("the store has a current run again")
+                    self._pointer_lost = False
                 log.info("serving run %s", run_id)
             return self._snapshot
+
+    def _held_after_pointer_lost(self) -> RunSnapshot | None:
+        """Redis answers without a current pointer. A reader that held a run (or finds one in the
+        fallback file) keeps it, marked as fallback, and keeps the file: a Redis that restarted
+        empty is not a store that was meant to be empty. Called under the refresh lock."""
+        held = self._snapshot
+        if held is None and self._fallback_file is not None and not self._fallback_file_consulted:
+            # Once: a file that is unusable now (another store's, too old) stays so.
+            self._fallback_file_consulted = True
+            held = self._fallback_file.read()
+        if held is None:
+            return None
+        if not self._pointer_lost:
+            self._pointer_lost = True
+            log.warning(
+                "Redis answers but has no current run (restarted empty or flushed?); answering from run %s's "
+                "popular lists as fallback until a run is published or restored (python -m jobs.restore)",
+                held.run_id,
+            )
+        # The same marking as a run read from the fallback file: not confirmed by Redis.
+        self._snapshot = held if held.from_fallback_file else replace(held, from_fallback_file=True)
+        return self._snapshot
 
     def runs(self) -> tuple[str | None, list[dict]]:
         """The current run id and every registered run's meta document, newest first (a run
@@ -287,6 +343,11 @@ class StoreReader:
     def held(self) -> RunSnapshot | None:
         """The snapshot this reader holds right now, without touching Redis (None before any)."""
         return self._snapshot
+
+    def lost_current_run(self) -> bool:
+        """Whether Redis answers without a current run while this reader serves a run it held
+        (or the fallback file's) as fallback: Redis restarted empty or was flushed."""
+        return self._pointer_lost
 
     def in_outage(self) -> bool:
         """Whether Redis failed moments ago (requests skip it until the retry time)."""
@@ -394,13 +455,46 @@ class StoreReader:
             return
         with self._refresh_lock:
             if self._watcher is None or not self._watcher.is_alive():
-                # Started on first use, so under gunicorn each worker starts its own after the fork.
+                # Started on first use, so that each server worker process starts its own.
                 self._watcher = threading.Thread(target=self._watch, name="recs-pointer-watcher", daemon=True)
                 self._watcher.start()
 
     def _watch(self) -> None:
         while not self._stopping.wait(self._refresh_seconds):
+            if not self._policy_checked and not self.in_outage():
+                # At start, off the request path, until Redis has answered CONFIG (or refused it).
+                self._evicting_policy()
             try:
                 self.refresh()
             except StoreError as exc:
                 log.warning("pointer refresh failed: %s", exc)
+
+    def _evicting_policy(self) -> str | None:
+        """Redis's eviction policy when it could evict run keys (warned about once), else None.
+        CONFIG may be renamed, disabled or denied by an ACL: then nothing is known (logged once)."""
+        from redis.exceptions import RedisClusterException, RedisError, ResponseError
+
+        try:
+            settings = self._client().config_get("maxmemory*")
+        except ResponseError as exc:
+            self._policy_checked = True
+            if not self._policy_unreadable_logged:
+                self._policy_unreadable_logged = True
+                log.info("cannot read Redis's eviction policy (CONFIG GET refused: %s); not checking it", exc)
+            return None
+        except (RedisError, RedisClusterException, OSError):
+            return None  # an outage; readiness reports it
+        self._policy_checked = True
+        policy = text(settings.get("maxmemory-policy")) or ""
+        limited = int(text(settings.get("maxmemory")) or 0) > 0
+        if not (limited and policy in EVICTING_POLICIES):
+            self._policy_warned = None
+            return None
+        if self._policy_warned != policy:
+            self._policy_warned = policy
+            log.warning(
+                "Redis's maxmemory-policy is %s with a memory limit: it may evict the current run's keys "
+                "(they have no TTL); use noeviction or a volatile-* policy",
+                policy,
+            )
+        return policy

@@ -27,12 +27,15 @@ from store.contract import (
     encode_mapping,
     encode_meta,
     encode_similar,
+    encode_similar_pairs,
     encode_user_list,
+    encode_user_pairs,
     run_is_readable,
 )
 from store.errors import PublishRefused
 from store.experiments import published_experiment
 from store.lock import publish_lock, renew_publish_lock
+from store.memory_budget import MemoryBudget, RunFootprint, check_memory
 from store.registry import complete_runs, count_user_keys, current_run, known_runs, read_run_meta, text
 
 log = logging.getLogger("recs.writer")
@@ -56,20 +59,24 @@ return {'ok', current or ''}
 
 @dataclass(frozen=True)
 class PublishPolicy:
-    """How publishing behaves: retention, batch size and the lock's TTL."""
+    """How publishing behaves: retention, batch size, the lock's TTL, and the share of a run's
+    estimated size kept free on top of it in the size check (store.memory_budget)."""
 
     keep_runs: int
     batch_size: int
     lock_ttl_seconds: float
+    memory_margin: float = 0.25
 
     def __post_init__(self):
         if self.keep_runs < 2:
             raise ValueError("keep_runs must be at least 2: readers may still hold the previous run")
+        if self.memory_margin < 0:
+            raise ValueError("memory_margin must not be negative")
 
     @classmethod
     def from_config(cls, publish) -> PublishPolicy:
         """The policy of the config's ``publish`` section."""
-        return cls(publish.keep_runs, publish.batch_size, publish.lock_ttl_seconds)
+        return cls(publish.keep_runs, publish.batch_size, publish.lock_ttl_seconds, publish.memory_margin)
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,8 @@ class LoadedRun:
 
 # Given the run id, write every user's list (encoded by user_list_writes) and report.
 RunLoader = Callable[[str], LoadedRun]
+# Told the run id each time the pointer moves to it (the current-run record, store.registry).
+SwitchRecorder = Callable[[str], None]
 
 
 def utc_now() -> dt.datetime:
@@ -106,11 +115,16 @@ def publish_run(
     load: RunLoader,
     rollback: bool = False,
     now: Callable[[], dt.datetime] = utc_now,
+    on_switch: SwitchRecorder | None = None,
+    footprint: Callable[[], RunFootprint] | None = None,
 ) -> dict:
     """Load a finished run, verify it, and make it current in one atomic step; return a report.
 
     Refuses a run older than the current one unless ``rollback``; a rollback to a run that is
-    still retained and complete switches the pointer without loading anything."""
+    still retained and complete switches the pointer without loading anything. ``on_switch``
+    is told the run id right after the pointer moved, still under the lock. ``footprint``
+    estimates the run's size in Redis: a run that would not fit under maxmemory is refused
+    before any of its keys is written."""
     run_id = check_run_id(manifest["run_id"])
     with publish_lock(client, keys, policy.lock_ttl_seconds) as lock:
         current = current_run(client, keys)
@@ -123,15 +137,33 @@ def publish_run(
             )
         loaded = _retained(client, keys, run_id) if rollback else None
         if loaded is None:
+            # Leftovers of an earlier, unfinished attempt go first, so the size check does not count them.
+            delete_run(client, keys, run_id, policy.batch_size)
+            budget = _memory_budget(client, keys, policy, run_id, footprint)
             current_meta = read_run_meta(client, keys, current) if current else None
             experiment = published_experiment(manifest.get("experiment"), (current_meta or {}).get("experiment"))
             loaded = _load_verified(client, keys, policy, manifest, experiment, load, now)
+            if budget is not None:
+                loaded = {**loaded, "memory": budget.measured(client)}
         renew_publish_lock(lock)
         replaced = promote(client, keys, run_id, lock, allow_older=rollback)
+        if on_switch is not None:
+            on_switch(run_id)
         record_experiment_definition(client, keys, read_run_meta(client, keys, run_id))
         pruned = prune(client, keys, policy.keep_runs, policy.batch_size, also_keep=(replaced,))
     log.info("published run %s (replacing %s): %s; pruned %s", run_id, replaced, loaded, pruned or "nothing")
     return {"status": "published", "run_id": run_id, "replaced_run_id": replaced, **loaded, "pruned_runs": pruned}
+
+
+def _memory_budget(
+    client, keys: KeyLayout, policy: PublishPolicy, run_id: str, footprint: Callable[[], RunFootprint] | None
+) -> MemoryBudget | None:
+    """The size check of a run about to be loaded (PublishRefused when it does not fit); None
+    when the caller has no estimate to give."""
+    if footprint is None:
+        return None
+    retained = len(known_runs(client, keys))
+    return check_memory(client, run_id, footprint(), policy.memory_margin, retained, policy.keep_runs)
 
 
 def _retained(client, keys: KeyLayout, run_id: str) -> dict | None:
@@ -147,10 +179,9 @@ def _retained(client, keys: KeyLayout, run_id: str) -> dict | None:
 def _load_verified(
     client, keys: KeyLayout, policy: PublishPolicy, manifest: dict, experiment: dict | None, load: RunLoader, now
 ) -> dict:
-    """Register, load and verify every key of the run, then mark it complete; a run that fails
-    verification is removed again and never becomes current."""
+    """Register, load and verify every key of the run (whose leftovers the caller removed), then
+    mark it complete; a run that fails verification is removed again and never becomes current."""
     run_id = manifest["run_id"]
-    delete_run(client, keys, run_id, policy.batch_size)  # leftovers of an earlier, unfinished attempt
     register_run(client, keys, run_id)
     started = time.monotonic()
     loaded = load(run_id)
@@ -246,18 +277,23 @@ def record_experiment_definition(client, keys: KeyLayout, meta: dict | None) -> 
         client.set(keys.experiment_definition(experiment["name"]), json.dumps(definition, sort_keys=True))
 
 
-def user_list_writes(rows: Iterable[tuple], keys: KeyLayout, run_id: str):
+def user_list_writes(rows: Iterable[tuple], keys: KeyLayout, run_id: str, stored_form: bool = False):
     """(key, value) pairs for per-user lists given as (variant, user_id, items[, seen,
-    categories]), encoded by the contract."""
+    categories]), encoded by the contract; ``stored_form``: items come from ranked_pairs."""
+    encode = encode_user_pairs if stored_form else encode_user_list
     for variant, user_id, items, *context in rows:
         seen, categories = context if context else ((), ())
-        yield keys.user_recs(run_id, variant, user_id), encode_user_list(items, seen, categories)
+        yield keys.user_recs(run_id, variant, user_id), encode(items, seen, categories)
 
 
-def similar_list_writes(rows: Iterable[tuple[str, str, RankedList]], keys: KeyLayout, run_id: str):
-    """(key, value) pairs for item-to-item lists given as (item_id, method, items)."""
+def similar_list_writes(
+    rows: Iterable[tuple[str, str, RankedList]], keys: KeyLayout, run_id: str, stored_form: bool = False
+):
+    """(key, value) pairs for item-to-item lists given as (item_id, method, items);
+    ``stored_form``: items come from ranked_pairs."""
+    encode = encode_similar_pairs if stored_form else encode_similar
     for item_id, method, items in rows:
-        yield keys.similar(run_id, item_id), encode_similar(method, items)
+        yield keys.similar(run_id, item_id), encode(method, items)
 
 
 def register_run(client, keys: KeyLayout, run_id: str) -> None:
@@ -316,9 +352,11 @@ def promote(client, keys: KeyLayout, run_id: str, lock, allow_older: bool = Fals
     raise PublishRefused(reasons.get(outcome, f"unexpected promote outcome {outcome!r}"))
 
 
-def rollback(client, keys: KeyLayout, policy: PublishPolicy) -> tuple[str, str]:
-    """Under the publish lock, make the newest complete run older than the current one current;
-    return (the run rolled back from, the run now current)."""
+def rollback(
+    client, keys: KeyLayout, policy: PublishPolicy, on_switch: SwitchRecorder | None = None
+) -> tuple[str, str]:
+    """Under the publish lock, make the newest complete run older than the current one current
+    (telling ``on_switch``); return (the run rolled back from, the run now current)."""
     with publish_lock(client, keys, policy.lock_ttl_seconds) as lock:
         rolled_back_from = current_run(client, keys)
         if rolled_back_from is None:
@@ -334,6 +372,8 @@ def rollback(client, keys: KeyLayout, policy: PublishPolicy) -> tuple[str, str]:
                 f"{CONTRACT_VERSION}; republish an older run folder with `python -m jobs.publish --rollback`"
             )
         promote(client, keys, earlier[0], lock, allow_older=True)
+        if on_switch is not None:
+            on_switch(earlier[0])
         record_experiment_definition(client, keys, read_run_meta(client, keys, earlier[0]))
     return rolled_back_from, earlier[0]
 
@@ -350,16 +390,25 @@ def prune(client, keys: KeyLayout, keep: int, batch_size: int = 500, also_keep: 
     return doomed
 
 
-def delete_run(client, keys: KeyLayout, run_id: str, batch_size: int = 500) -> int:
-    """Remove every key of a run with SCAN and batched UNLINK; return how many were removed."""
+def delete_run(client, keys: KeyLayout, run_id: str, batch_size: int = 500, pause: float = 1.0) -> int:
+    """Remove every key of a run with SCAN and batched UNLINK; return how many were removed.
+    After each batch it waits ``pause`` times as long as the batch took, so that a prune under
+    load leaves Redis (and the cores it shares) to the lookups at least half of the time."""
     removed, batch = 0, []
     for key in client.scan_iter(match=keys.run_pattern(run_id), count=1000):
         batch.append(key)
         if len(batch) >= batch_size:
-            removed += _unlink(client, batch)
+            removed += _paced_unlink(client, batch, pause)
             batch = []
     removed += _unlink(client, batch)
     client.zrem(keys.runs, run_id)
+    return removed
+
+
+def _paced_unlink(client, batch: list, pause: float) -> int:
+    started = time.monotonic()
+    removed = _unlink(client, batch)
+    time.sleep(pause * (time.monotonic() - started))
     return removed
 
 

@@ -96,10 +96,12 @@ def app_config(redis_server, tmp_path):
 def app(app_config, redis_client):
     """The API app on a freshly emptied private Redis; its store reader is closed afterwards."""
     from serving import create_app
+    from serving.api_log import remove_api_log
 
     app = create_app(app_config)
     yield app
     app.extensions["recs_store"].close()
+    remove_api_log()  # its held-back counts would otherwise print after pytest's summary
 
 
 @pytest.fixture

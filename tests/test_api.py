@@ -271,6 +271,24 @@ def test_ids_that_are_not_utf8_get_a_400_not_a_lookup(client, seeded, path, quer
     assert "not valid UTF-8" in response.get_json()["detail"]
 
 
+@pytest.mark.parametrize(
+    ("path", "headers", "status", "error"),
+    [
+        ("/v1/recommendations/alice?n=5&pad=" + "x" * 9000, {}, 414, "request_uri_too_long"),
+        ("/v1/recommendations/alice", {"X-Pad": "y" * 17000}, 431, "request_header_fields_too_large"),
+    ],
+)
+def test_over_long_requests_get_a_json_414_or_431(client, seeded, path, headers, status, error):
+    response = client.get(path, headers=headers)
+    assert response.status_code == status and response.mimetype == "application/json"
+    assert response.get_json()["error"] == error and "at most" in response.get_json()["detail"]
+
+
+def test_a_request_just_under_the_limits_is_answered(client, seeded):
+    response = client.get("/v1/recommendations/alice?n=5&pad=" + "x" * 8000, headers={"X-Pad": "y" * 16000})
+    assert response.status_code == 200
+
+
 def test_a_percent_sign_in_an_id_is_not_decoded_twice(client, seeded):
     assert client.get("/v1/recommendations/caf%25E9").status_code == 200, "the id is the text 'caf%E9'"
 

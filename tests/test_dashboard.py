@@ -1,5 +1,5 @@
 """The dashboard in a real browser: Debian's Chromium, headless, driven through chromedriver,
-against the API under gunicorn. Every plot must draw data and the console must stay clean.
+against the API under its production server. Every plot must draw data and the console must stay clean.
 The screenshot is kept at var/dashboard.png for people to look at."""
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ def test_compose_runs_redis_with_the_append_only_file_the_api_and_airflow():
 
 def test_the_image_entry_points_start_the_production_server_and_airflow():
     entrypoint = (ROOT / "docker" / "entrypoint.sh").read_text()
-    assert "exec gunicorn -c conf/gunicorn.conf.py 'serving:create_app()'" in entrypoint
+    assert "exec python -m serving.server" in entrypoint
     assert "exec airflow standalone" in entrypoint
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "openjdk-17-jre-headless" in dockerfile and "pip install --no-cache-dir -r requirements.lock" in dockerfile

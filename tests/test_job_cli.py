@@ -4,7 +4,6 @@ and a bad config or date is refused before Spark starts or anything is written."
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -91,8 +90,7 @@ def test_a_bad_run_date_is_one_line(module):
 
 
 def test_the_api_server_refuses_a_config_typo_before_it_starts(tmp_path):
-    gunicorn = str(Path(sys.executable).parent / "gunicorn")
-    command = [gunicorn, "-c", str(ROOT / "conf" / "gunicorn.conf.py"), "serving:create_app()"]
+    command = [sys.executable, "-m", "serving.server"]
     env = project_env(RECS__API__MAX_M="5", RECS__API__BIND="127.0.0.1:1")
     result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2, result.stderr[-2000:]

@@ -144,7 +144,7 @@ def test_promote_refuses_without_the_lock(redis_client):
 def test_admin_cli_status_and_rollback(spark, cfg, redis_server, redis_client):
     for index in range(2):
         publish.run(spark, cfg, make_run(spark, cfg, index))
-    env = project_env(RECS__STORE__URL=redis_server.url)
+    env = project_env(RECS__STORE__URL=redis_server.url, RECS__PATHS__RUNS_ROOT=cfg.paths.runs_root)
     status = subprocess.run([sys.executable, "-m", "store.admin", "status"], env=env, cwd=ROOT,
                             capture_output=True, text=True, check=True)  # fmt: skip
     body = json.loads(status.stdout)

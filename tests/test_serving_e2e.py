@@ -1,4 +1,4 @@
-"""The API as a real gunicorn process: readers hammering it while runs are published, and
+"""The API as a real server process (granian): readers hammering it while runs are published, and
 Redis stopped, and frozen, under it."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Processes the tests and the benchmarks start: a private redis-server on a free port, the
-API under gunicorn (its production server), and clean environments for subprocesses."""
+API under granian (its production server), and clean environments for subprocesses."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def setting_variables(section: str, settings: dict | None) -> dict[str, str]:
 
 
 class ApiServer:
-    """The lookup API under gunicorn, the production server, as a real process on a free port.
+    """The lookup API under its production server (granian, serving/server.py), as a real process on a free port.
     ``api`` and ``store`` are settings of those config sections, e.g. ``api={"workers": 1}``."""
 
     def __init__(self, redis_url: str, log_path: Path, api: dict | None = None, store: dict | None = None):
@@ -100,13 +100,12 @@ class ApiServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        """Start gunicorn and wait until /healthz answers."""
+        """Start the server and wait until /healthz answers."""
         import requests
 
-        gunicorn = str(Path(sys.executable).parent / "gunicorn")
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(
-                [gunicorn, "-c", str(ROOT / "conf" / "gunicorn.conf.py"), "serving:create_app()"],
+                [sys.executable, "-m", "serving.server"],
                 env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + 30
@@ -117,10 +116,10 @@ class ApiServer:
             except requests.ConnectionError:
                 time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"gunicorn did not start; see {self.log_path}")
+        raise RuntimeError(f"the API server did not start; see {self.log_path}")
 
     def stop(self) -> None:
-        """Stop gunicorn gracefully."""
+        """Stop the server gracefully."""
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=20)
