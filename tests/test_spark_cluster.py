@@ -291,8 +291,13 @@ def sorted_frame(path: Path, keys: list[str]) -> pd.DataFrame:
 
 @on_cluster
 def test_the_cluster_lists_are_the_local_lists(runs):
-    """Bit for bit, scores included: ALS's blocks and seed come from the config, and neither the
-    number of cores nor the task partitioning changes what it computes."""
+    """The same lists, and the same scores bit for bit where Spark computes them: ALS's blocks and
+    seed come from the config, and neither the number of cores nor the task partitioning changes
+    what it computes. The similar stage's cosines are numpy BLAS products over blocks of items
+    whose shape follows the task partitioning, and BLAS sums in an order that depends on that
+    shape: there the last bit of a float32 score may differ (107 of 4,000 did, by at most 1.2e-7), far below
+    the 6 significant digits the store keeps, so the ids and order must match exactly and the
+    scores within float32 rounding."""
     keys = {"recommendations": ["variant", "user_id", "rank"], "popular": ["scope", "category", "rank"],
             "similar": ["method", "item_id", "rank"]}  # fmt: skip
     for output, order in keys.items():
@@ -300,7 +305,9 @@ def test_the_cluster_lists_are_the_local_lists(runs):
         assert len(built) > 0
         ids = [column for column in local.columns if column != "score"]
         pd.testing.assert_frame_equal(built[ids], local[ids], check_like=True, obj=output)
-        pd.testing.assert_series_equal(built["score"], local["score"], check_exact=True, obj=output)
+        exact = output != "similar"
+        pd.testing.assert_series_equal(built["score"], local["score"], check_exact=exact, rtol=1e-6, atol=0.0,
+                                       obj=output)  # fmt: skip
 
 
 @on_cluster
