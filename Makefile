@@ -186,7 +186,7 @@ test-spark-cluster: venv bundle executor-env ## The nightly DAG on a 2-worker Sp
 	@$(VENV_PY) -m pytest -m spark_cluster tests/test_spark_cluster.py $(PYTEST_ARGS)
 
 .PHONY: bench
-bench: venv bundle ## Benchmarks: stage times at 1M interactions, publish rate, API req/s (bench/results/)
+bench: venv bundle ## Benchmarks: stage times at 1M, top-N engines at 1M and 20M shape, publish rate, API req/s (bench/results/)
 	@$(VENV_PY) -m bench $(BENCH_ARGS)
 
 .PHONY: lint

@@ -9,6 +9,8 @@ Each figure comes with a reference measured in the same run on the same machine:
 - publish: the Spark job's keys/s next to a driver-side loader on one connection, unpipelined
   and pipelined;
 - API: personalized and fallback lookups next to ``/healthz`` (same server, no Redis).
+- top-n: the blocked engine next to recommendForUserSubset on the same model and next to bare
+  numpy matrix products, at 1M interactions and at MovieLens-20M's shape (bench/topn.py).
 Results: bench/results/bench-<UTC time>.json and bench/results/latest.md.
 """
 
@@ -94,6 +96,31 @@ def raw_recommend_seconds(spark, layout, n: int) -> float:
     users, items = spark.read.parquet(layout.users), spark.read.parquet(layout.items)
     ranked_rows(top, users, items, DEFAULT_VARIANT).write.mode("overwrite").parquet(str(WORK / "raw-recommendations"))
     return time.monotonic() - started
+
+
+def trained_1m_model(interactions: int):
+    """For the top-n part: a callable giving the benchmark run's model and its users' seen items,
+    running the stages up to train first when no earlier benchmark run left the model."""
+
+    def model_and_seen(spark):
+        from pyspark.ml.recommendation import ALSModel
+
+        from jobs.ranking import seen_items
+        from jobs.run_layout import RunLayout
+        from jobs.runner import configure_logging, run_stage
+        from store.contract import DEFAULT_VARIANT
+
+        ensure_data(interactions)
+        cfg = bench_config(interactions)
+        layout = RunLayout.from_config(cfg, RUN_DATE)
+        model_path = Path(layout.variant_path("models", DEFAULT_VARIANT))
+        if not (model_path / "metadata").exists():
+            configure_logging()
+            for stage in ("prepare", "tune", "train"):
+                run_stage(spark, cfg, layout, stage)
+        return ALSModel.load(str(model_path)), seen_items(spark.read.parquet(layout.interactions))
+
+    return model_and_seen
 
 
 def bench_stages(interactions: int, repeats: int) -> dict:
@@ -346,6 +373,10 @@ def markdown(results: dict) -> str:
             f"NDCG@10: ALS {st['ndcg_at_10']['als']:.4f}, popularity {st['ndcg_at_10']['popularity']:.4f}",
             "",
         ]
+    if "topn" in results:
+        from bench.topn import markdown as topn_markdown
+
+        lines += topn_markdown(results["topn"])
     if "publish" in results:
         pb = results["publish"]
         lines += [
@@ -415,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publish-users", type=int, default=200_000)
     parser.add_argument("--api-users", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--only", default="stages,publish,api,memory")
+    parser.add_argument("--only", default="stages,topn,publish,api,memory")
+    parser.add_argument("--topn-shapes", default="1m,20m", help="top-n part: 1m (trained), 20m (MovieLens-20M shape)")
     parser.add_argument("--memory-users", type=int, default=50_000)
     parser.add_argument("--quick", action="store_true",
                         help="the regression bench of make test: API rows only, small, under a minute; "
@@ -429,6 +461,12 @@ def main(argv: list[str] | None = None) -> int:
     if "stages" in parts:
         print("==> stages")
         results["stages"] = bench_stages(args.interactions, args.repeats)
+    if "topn" in parts:
+        from bench.topn import bench_topn
+
+        print("==> top-n")
+        shapes = args.topn_shapes.split(",")
+        results["topn"] = bench_topn(shapes, args.repeats, WORK, trained_1m_model(args.interactions))
     if parts & {"publish", "api", "memory"}:
         with BenchRedis() as redis:
             if "memory" in parts:
@@ -456,7 +494,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-PARTS = ("stages", "publish", "memory", "api")
+PARTS = ("stages", "topn", "publish", "memory", "api")
 
 
 def with_earlier_parts(results: dict) -> dict:

@@ -246,6 +246,7 @@ class GateSection(Section):
 class RecommendSection(Section):
     top_n: int = Field(ge=1)
     popular_n: int = Field(ge=1)
+    engine: Literal["blocked", "subset"]
 
 
 class ColdStartSection(Section):

@@ -120,7 +120,8 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
     variants, models = {}, {}
     for variant in cfg.variants(read_chosen_train(spark, cfg, layout)):
         model, reused = holdout_model(data, variant.train, layout) if variant.model == "als" else (None, None)
-        variants[variant.name] = data.score(variant_top(variant, model, data.popularity, data.seen, k), k)
+        top = variant_top(variant, model, data.popularity, data.seen, k, cfg.recommend.engine)
+        variants[variant.name] = data.score(top, k)
         models[variant.name] = {"reused": reused} if reused is not None else None
     popular_top = top_unseen(popular_candidates(data.popularity, data.seen, k), data.seen, k)
     report = {

@@ -1,9 +1,15 @@
 """Top-N lists that never contain an item the user has already seen, from ALS or popularity.
 
-Everything here works on per-user arrays: candidates arrive as ``array<struct<item_idx, score>>``
-sorted best first, and excluding the seen items is an order-preserving filter. To stay exact, a
-user who has seen s items is offered at least n + s candidates, so after the filter n unseen
-items are left whenever the catalogue has that many.
+ALS lists come from one of two engines (``recommend.engine``), both exact:
+
+- ``blocked`` (the default): every user's scores against all items by blocked matrix products in
+  Spark tasks, seen items scored -inf before the top n is taken (jobs/topk.py);
+- ``subset``: ALSModel.recommendForUserSubset, the built-in. Its candidates arrive as
+  ``array<struct<item_idx, score>>`` sorted best first, and excluding the seen items is an
+  order-preserving filter. To stay exact, a user who has seen s items is offered at least n + s
+  candidates, so after the filter n unseen items are left whenever the catalogue has that many.
+
+Popularity lists are built the subset way, from the popularity ranking.
 """
 
 from __future__ import annotations
@@ -94,12 +100,34 @@ def collect_ranked(
     )
 
 
-def variant_top(variant: RunVariant, model: ALSModel | None, popularity: DataFrame, seen: DataFrame, n: int):
+ENGINES = ("blocked", "subset")
+
+
+def als_top_unseen(model: ALSModel, seen: DataFrame, n: int, engine: str) -> DataFrame:
+    """The model's top-n unseen items for each user in ``seen`` by ``engine`` (ENGINES):
+    user_idx, items (array of struct<item_idx, score>), best first."""
+    if engine == "subset":
+        return top_unseen(als_candidates(model, seen, n), seen, n)
+    if engine != "blocked":
+        raise ValueError(f"unknown top-n engine {engine!r}: expected one of {', '.join(ENGINES)}")
+    from jobs.topk import unseen_top_n
+
+    return unseen_top_n(model.userFactors, model.itemFactors, seen, n, task_partitions(seen.sparkSession))
+
+
+def task_partitions(spark) -> int:
+    """Partitions for work spread over Spark tasks: the session's shuffle partitions."""
+    return max(1, int(spark.conf.get("spark.sql.shuffle.partitions")))
+
+
+def variant_top(
+    variant: RunVariant, model: ALSModel | None, popularity: DataFrame, seen: DataFrame, n: int, engine: str
+) -> DataFrame:
     """One variant's top-n unseen items for each user in ``seen``: user_idx, items. ALS variants
-    rank by their model; popularity variants by ``popularity`` (item_idx, score)."""
+    rank by their model with ``engine``; popularity variants by ``popularity`` (item_idx, score)."""
     if variant.model == "popularity":
         return top_unseen(popular_candidates(popularity, seen, n), seen, n)
-    return top_unseen(als_candidates(model, seen, n), seen, n)
+    return als_top_unseen(model, seen, n, engine)
 
 
 def top_unseen(candidates: DataFrame, seen: DataFrame, n: int) -> DataFrame:

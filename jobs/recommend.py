@@ -141,7 +141,8 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
     rows = None
     for variant in variants:
         model = ALSModel.load(layout.variant_path("models", variant.name)) if variant.model == "als" else None
-        ranked = ranked_rows(variant_top(variant, model, popularity, seen, n), users, items, variant.name)
+        top = variant_top(variant, model, popularity, seen, n, cfg.recommend.engine)
+        ranked = ranked_rows(top, users, items, variant.name)
         rows = ranked if rows is None else rows.unionByName(ranked)
     rows.write.mode("overwrite").partitionBy("variant").parquet(layout.recommendations)
     seen.unpersist()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from jobs import storage
 from jobs.cold_evaluation import evaluate_cold_start
 from jobs.content import content_vectors, nearest_in, to_matrix
+from jobs.ranking import task_partitions
 from jobs.run_layout import RunLayout
 from jobs.runner import job_main
 from jobs.topk import nearest_items
@@ -109,8 +110,7 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
     lists = spark.createDataFrame([], SIMILAR_SCHEMA)
     if reference is not None:
         factors = ALSModel.load(layout.variant_path("models", reference)).itemFactors
-        partitions = max(1, int(spark.conf.get("spark.sql.shuffle.partitions")))
-        lists = als_lists(factors, warm, items, settings.similar_n, partitions)
+        lists = als_lists(factors, warm, items, settings.similar_n, task_partitions(spark))
     report = {"reference_variant": reference, "warm_items": len(warm_ids)}
     vectors = None
     if storage.exists(spark, layout.item_meta):

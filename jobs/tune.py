@@ -186,12 +186,12 @@ class TrialScorer:
         self.best_model, self.best_score = None, None
 
     def __call__(self, setting: dict) -> float:
-        from jobs.ranking import als_candidates, top_unseen
+        from jobs.ranking import als_top_unseen
         from jobs.train import fit_als
 
         model = fit_als(self.train, chosen_train(self.cfg, {"setting": setting}))
         k = self.cfg.evaluate.k
-        top = top_unseen(als_candidates(model, self.seen, k), self.seen, k)
+        top = als_top_unseen(model, self.seen, k, self.cfg.recommend.engine)
         items = top.selectExpr("user_idx", "transform(items, r -> r.item_idx) AS items")
         score = ranking_metrics(items, self.relevant, k)["ndcg_at_k"]
         if self.best_score is None or score > self.best_score:
