@@ -22,7 +22,7 @@ from jobs import storage
 from jobs.beyond_accuracy import beyond_accuracy
 from jobs.holdout import keep_holdout_model, load_holdout_model, relevant_items, split_method, split_settings
 from jobs.metrics import mean_metrics, metrics_of, per_user_metrics
-from jobs.ranking import item_popularity, popular_candidates, seen_items, top_unseen, variant_top
+from jobs.ranking import item_popularity, popular_candidates, seen_items_of, top_unseen, variant_top
 from jobs.run_layout import RunLayout
 from jobs.runner import JobError, job_main
 from jobs.slices import by_activity, by_item_slice, item_stats, user_activity
@@ -46,7 +46,7 @@ class HoldoutData:
         self.users = self.relevant.count()
         if self.users == 0:
             raise JobError("evaluation holdout is empty: no user has evaluate.min_user_interactions interactions")
-        self.seen = seen_items(self.train).join(self.relevant.select("user_idx"), "user_idx").cache()
+        self.seen = seen_items_of(self.train, self.relevant).cache()
         self.popularity = item_popularity(self.train).cache()
         self.catalog_size = self.popularity.count()
         self.train_users = self.train.select("user_idx").distinct().count()

@@ -30,6 +30,12 @@ def seen_items(interactions: DataFrame) -> DataFrame:
     return interactions.groupBy("user_idx").agg(F.collect_set("item_idx").alias("seen"))
 
 
+def seen_items_of(interactions: DataFrame, users: DataFrame) -> DataFrame:
+    """seen_items of ``interactions`` for the users in ``users`` (a frame with user_idx) only:
+    the training items of the holdout users that evaluate and tune rank for."""
+    return seen_items(interactions).join(users.select("user_idx"), "user_idx")
+
+
 def candidate_count_of(n_seen, n: int):
     """Candidates to request for a user who has seen ``n_seen`` items (a column): n + seen,
     rounded up to a power of two so that users fall into a few request sizes (at most twice

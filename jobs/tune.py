@@ -203,13 +203,13 @@ def search(
     spark: SparkSession, cfg: Config, split: DataFrame, start: dict, layout: RunLayout
 ) -> tuple[SearchResult, int]:
     """Run the budgeted search on the split; keep the winner's model; return it and the users scored."""
-    from jobs.ranking import seen_items
+    from jobs.ranking import seen_items_of
 
     settings: TuneSection = cfg.tune
     train = split.where("NOT holdout").cache()
     held = relevant_items(split.where("holdout")).cache()
     relevant = sample_users(held, settings.max_users, cfg.evaluate.seed).cache()
-    seen = seen_items(train).join(relevant.select("user_idx"), "user_idx").cache()
+    seen = seen_items_of(train, relevant).cache()
     try:
         users = relevant.count()
         if users == 0:

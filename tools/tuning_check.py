@@ -34,11 +34,11 @@ def inner_split(split: DataFrame, cfg: Config) -> DataFrame:
 
 def holdout_score(cfg: Config, split: DataFrame, setting: dict) -> float:
     """NDCG@k of ``setting`` fitted on the split's training part, on its holdout users."""
-    from jobs.ranking import seen_items
+    from jobs.ranking import seen_items_of
     from jobs.tune import TrialScorer
 
     train, relevant = split.where("NOT holdout"), relevant_items(split.where("holdout"))
-    seen = seen_items(train).join(relevant.select("user_idx"), "user_idx")
+    seen = seen_items_of(train, relevant)
     return TrialScorer(cfg, train, seen, relevant)(setting)
 
 
