@@ -1,6 +1,6 @@
 """Exact top-k by blocked matrix products: each Spark task multiplies a block of query rows by
 the whole (broadcast) candidate matrix with numpy/BLAS and keeps each row's k best with
-vectorized numpy, never a Python loop over pairs.
+vectorized numpy (row_top_k, for both), never a Python loop over pairs.
 
     nearest_items(item_factors, k)                          # item -> its k most cosine-similar items
     unseen_top_n(user_factors, item_factors, seen, n)       # user -> its n best unseen items
@@ -18,8 +18,8 @@ import numpy as np
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-# Scores one sub-block may hold at once (rows x candidates): 2^24 float32 = 64 MiB; with the
-# negated copy and argpartition's int64 indices a task peaks at about four times that.
+# Scores one sub-block may hold at once (rows x candidates): 2^24 float32 = 64 MiB; row_top_k
+# adds a boolean mask of a quarter of that and candidate arrays of a few hundred per row.
 BLOCK_CELLS = 1 << 24
 
 # Most columns per group in row_top_k's first pass (group_size). Bigger groups make that pass
@@ -30,20 +30,6 @@ GROUP = 64
 # Rows with more candidates than this many times k are ranked by a full sort (row_top_k), once
 # the block has that many per row on average; rows of random scores have about 1.5 times k.
 CROWDED_CANDIDATES = 4
-
-
-def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's k highest scores and their column indices, best first; among equal scores
-    kept, the lower index first (which of several items tied for the k-th place is kept is not
-    defined). Columns scored -inf are never returned; rows may then hold fewer than k."""
-    k = min(k, scores.shape[1])
-    if k == 0:
-        empty = np.empty((scores.shape[0], 0))
-        return empty.astype(np.int64), empty.astype(scores.dtype)
-    candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    chosen = np.take_along_axis(scores, candidates, axis=1)
-    order = np.lexsort((candidates, -chosen), axis=1)
-    return np.take_along_axis(candidates, order, axis=1), np.take_along_axis(chosen, order, axis=1)
 
 
 def group_size(candidates: int, k: int) -> int:
@@ -142,17 +128,21 @@ def unit_rows(matrix: np.ndarray) -> np.ndarray:
 def nearest_by_cosine(queries: np.ndarray, query_ids: np.ndarray, candidates: np.ndarray, k: int):
     """For each query row (id ``query_ids``; candidate row ids are 0..n-1): the k candidates of
     highest cosine, never the query's own id. Yields (query id, candidate ids, cosines) per row."""
-    rows_per_block = max(1, BLOCK_CELLS // max(1, candidates.shape[0]))
-    unit_candidates = unit_rows(candidates).T
+    count = candidates.shape[0]
+    group = group_size(count, k)
+    unit_candidates = np.zeros((padded_columns(count, group), candidates.shape[1]), np.float32)
+    unit_candidates[:count] = unit_rows(candidates)
+    rows_per_block = max(1, BLOCK_CELLS // max(1, len(unit_candidates)))
     for start in range(0, len(queries), rows_per_block):
         block_ids = query_ids[start : start + rows_per_block]
-        scores = unit_rows(queries[start : start + rows_per_block]) @ unit_candidates
-        own = block_ids < scores.shape[1]
+        scores = unit_rows(queries[start : start + rows_per_block]) @ unit_candidates.T
+        scores[:, count:] = -np.inf
+        own = block_ids < count
         scores[np.nonzero(own)[0], block_ids[own]] = -np.inf
-        indices, values = top_k_rows(scores, k)
-        for row, query_id in enumerate(block_ids):
-            keep = np.isfinite(values[row])
-            yield int(query_id), indices[row][keep], values[row][keep]
+        counts, columns, values = row_top_k(scores, k, group)
+        ends = np.cumsum(counts)
+        for query_id, end, found in zip(block_ids, ends, counts, strict=True):
+            yield int(query_id), columns[end - found : end], values[end - found : end]
 
 
 def nearest_items(item_factors: DataFrame, k: int, partitions: int) -> DataFrame:

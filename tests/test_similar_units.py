@@ -5,16 +5,17 @@ import numpy as np
 import pytest
 
 from jobs.content import content_vectors, nearest_in, to_matrix
-from jobs.topk import nearest_by_cosine, nearest_items, top_k_rows
+from jobs.topk import nearest_by_cosine, nearest_items, row_top_k
 
 
-def test_top_k_rows_orders_best_first_and_never_returns_excluded_columns():
-    scores = np.array([[0.1, 0.9, -np.inf, 0.5], [1.0, 1.0, 0.2, -np.inf]])
-    indices, values = top_k_rows(scores, 3)
-    assert indices.tolist() == [[1, 3, 0], [0, 1, 2]]
-    assert values.tolist() == [[0.9, 0.5, 0.1], [1.0, 1.0, 0.2]]
-    short, _ = top_k_rows(np.array([[-np.inf, 0.3]]), 5)
-    assert short.tolist() == [[1, 0]], "k is cut to the columns there are"
+def test_row_top_k_orders_best_first_and_never_returns_excluded_columns():
+    scores = np.array([[0.1, 0.9, -np.inf, 0.5], [1.0, 1.0, 0.2, -np.inf]], np.float32)
+    counts, indices, values = row_top_k(scores, 3, 1)
+    assert counts.tolist() == [3, 3]
+    assert indices.tolist() == [1, 3, 0, 0, 1, 2]
+    assert values.tolist() == pytest.approx([0.9, 0.5, 0.1, 1.0, 1.0, 0.2])
+    _, short, _ = row_top_k(np.array([[-np.inf, 0.3]], np.float32), 5, 1)
+    assert short.tolist() == [1], "k is cut to the columns there are, -inf never returned"
 
 
 def test_nearest_by_cosine_matches_brute_force_and_skips_the_item_itself():
