@@ -82,7 +82,7 @@ def raw_recommend_seconds(spark, layout, n: int) -> float:
     from pyspark.ml.recommendation import ALSModel
     from pyspark.sql import functions as F
 
-    from jobs.recommend import ranked_rows
+    from jobs.recommend import named_lists
     from store.contract import DEFAULT_VARIANT
 
     started = time.monotonic()
@@ -94,7 +94,7 @@ def raw_recommend_seconds(spark, layout, n: int) -> float:
         ),
     )
     users, items = spark.read.parquet(layout.users), spark.read.parquet(layout.items)
-    ranked_rows(top, users, items, DEFAULT_VARIANT).write.mode("overwrite").parquet(str(WORK / "raw-recommendations"))
+    named_lists(top, users, items, DEFAULT_VARIANT).write.mode("overwrite").parquet(str(WORK / "raw-recommendations"))
     return time.monotonic() - started
 
 
@@ -188,16 +188,16 @@ def synthetic_run(spark, runs_root: str, users: int, per_user: int):
     from store.contract import DEFAULT_VARIANT
 
     layout = RunLayout(runs_root, RUN_DATE)
-    ranks = spark.range(users).select(
-        F.format_string("user_%08d", "id").alias("user_id"),
-        F.explode(F.sequence(F.lit(1), F.lit(per_user))).alias("rank"),
-    )
-    recs = ranks.select(
+    user_id = F.format_string("user_%08d", "id")
+
+    def entry(rank):
+        item = F.format_string("item_%06d", (F.hash(user_id, rank) % 50000 + 50000) % 50000)
+        return F.struct(item.alias("item_id"), (F.lit(1.0) / rank).alias("score"))
+
+    recs = spark.range(users).select(
         F.lit(DEFAULT_VARIANT).alias("variant"),
-        "user_id",
-        F.col("rank").cast("int").alias("rank"),
-        F.format_string("item_%06d", (F.hash("user_id", "rank") % 50000 + 50000) % 50000).alias("item_id"),
-        (F.lit(1.0) / F.col("rank")).alias("score"),
+        user_id.alias("user_id"),
+        F.transform(F.sequence(F.lit(1), F.lit(per_user)), entry).alias("items"),
     )
     recs.write.mode("overwrite").partitionBy("variant").parquet(layout.recommendations)
     popular = spark.range(1, 101).select(
@@ -230,10 +230,12 @@ def reference_loads(redis_url: str, layout, sample: int) -> dict:
     from store.contract import KeyLayout
     from store.writer import user_list_writes
 
-    table = ds.dataset(layout.recommendations, format="parquet", partitioning="hive").to_table().to_pandas()
-    table = table.sort_values(["variant", "user_id", "rank"])
-    groups = table.groupby(["variant", "user_id"], observed=True)
-    lists = [(*key, list(zip(group["item_id"], group["score"], strict=True))) for key, group in groups]
+    table = ds.dataset(layout.recommendations, format="parquet", partitioning="hive").to_table()
+    columns = (table.column(name).to_pylist() for name in ("variant", "user_id", "items"))
+    lists = [
+        (str(variant), user_id, [(entry["item_id"], entry["score"]) for entry in items])
+        for variant, user_id, items in zip(*columns, strict=True)
+    ]
     client = redis.Redis.from_url(redis_url)
     started = time.monotonic()
     for key, value in user_list_writes(lists[:sample], KeyLayout("refbench"), "ref"):

@@ -215,6 +215,9 @@ class TuneSection(Section):
     time_limit_minutes: float = Field(gt=0)
     # Users whose holdout scores each trial: a seeded sample of at most this many.
     max_users: int = Field(ge=1)
+    # Users whose training interactions each trial fits on: a seeded sample of at most this many
+    # (null: every user). Those scored are drawn from them.
+    train_users: int | None = Field(default=None, ge=1)
     # Setting -> values to try, searched one setting at a time in this order; [] leaves it out.
     space: dict[Literal[TUNABLE_SETTINGS], list[float | int | str]]
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from jobs import storage
 from jobs.quality_gate import held_message, judge, published_metrics
-from jobs.ranking import collect_ranked
+from jobs.ranking import collect_ranked, stored_lists
 from jobs.run_footprint import run_footprint
 from jobs.run_layout import RunLayout
 from jobs.runner import JobError, recording_failure, run_job
@@ -47,7 +47,7 @@ def user_lists(recommendations: DataFrame, context: DataFrame | None = None) -> 
     first, and the user's seen and top_categories from ``context`` (empty without it)."""
     from pyspark.sql import functions as F
 
-    lists = collect_ranked(recommendations, ("variant", "user_id"), "rank", ("item_id", "score"), "items")
+    lists = stored_lists(recommendations)
     empty = F.array().cast("array<string>")
     if context is None:
         return lists.select("*", empty.alias("seen"), empty.alias("top_categories"))
@@ -82,16 +82,14 @@ def load_lists(lists: DataFrame, kind: str, settings: RedisSettings, prefix: str
     def write_partition(batches):
         import pyarrow as pa
 
-        from store.bulk import set_many
+        from store.bulk import set_columns
         from store.connection import connect
         from store.contract import KeyLayout
-        from store.writer import similar_list_writes, user_list_writes
 
         client, keys = connect(settings), KeyLayout(prefix)
-        rows, writes = (_user_rows, user_list_writes) if kind == "user" else (_similar_rows, similar_list_writes)
         try:
             for batch in batches:
-                written = set_many(client, writes(rows(batch), keys, run_id, stored_form=True), batch_size)
+                written = set_columns(client, *_encoded(batch, kind, keys, run_id), batch_size)
                 yield pa.RecordBatch.from_pydict({"written": [written]})
         finally:
             client.close()
@@ -99,31 +97,15 @@ def load_lists(lists: DataFrame, kind: str, settings: RedisSettings, prefix: str
     return int(lists.mapInArrow(write_partition, "written long").agg(F.sum("written")).first()[0] or 0)
 
 
-def _ranked(batch, column: str, id_field: str):
-    """Each row's ranked list of an Arrow list-of-struct column, in the store's stored form
-    (scores rounded for the whole column at once)."""
-    from store.contract import ranked_pairs
+def _encoded(batch, kind: str, keys, run_id: str):
+    """Keys and values (Arrow columns) of an Arrow batch of user_lists or similar_lists rows."""
+    from store.contract import similar_list_columns, user_list_columns
 
-    items = batch.column(column)
-    # Relative to the first list's start: a sliced batch's offsets do not start at 0.
-    offsets = items.offsets.to_numpy()
-    values = items.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
-    ids = values.field(id_field).to_pylist()
-    return ranked_pairs(ids, values.field("score").to_numpy(zero_copy_only=False), (offsets - offsets[0]).tolist())
-
-
-def _user_rows(batch):
-    """(variant, user_id, items, seen, categories) from an Arrow batch of user_lists rows."""
-    return zip(
-        batch.column("variant").to_pylist(), batch.column("user_id").to_pylist(), _ranked(batch, "items", "item_id"),
-        batch.column("seen").to_pylist(), batch.column("top_categories").to_pylist(), strict=True,
-    )  # fmt: skip
-
-
-def _similar_rows(batch):
-    """(item_id, method, items) from an Arrow batch of similar_lists rows."""
-    return zip(batch.column("item_id").to_pylist(), batch.column("method").to_pylist(),
-               _ranked(batch, "items", "similar_item_id"), strict=True)  # fmt: skip
+    column = batch.column
+    if kind == "user":
+        return user_list_columns(keys, run_id, column("variant"), column("user_id"), column("items"),
+                                 column("seen"), column("top_categories"), "item_id")  # fmt: skip
+    return similar_list_columns(keys, run_id, column("item_id"), column("method"), column("items"), "similar_item_id")
 
 
 def spark_loader(spark: SparkSession, layout: RunLayout, settings: RedisSettings, prefix: str, batch_size: int):
@@ -133,21 +115,29 @@ def spark_loader(spark: SparkSession, layout: RunLayout, settings: RedisSettings
 
     def load(run_id: str) -> LoadedRun:
         context = storage.read_parquet_if_complete(spark, layout.user_context)
-        lists = user_lists(spark.read.parquet(layout.recommendations), context).cache()
+        recommendations = spark.read.parquet(layout.recommendations)
+        lists = user_lists(recommendations, context)
         similar = storage.read_parquet_if_complete(spark, layout.similar)
         similar = similar_lists(similar).cache() if similar is not None else None
-        users, items = lists.count(), similar.count() if similar is not None else 0
+        users, items = list_count(recommendations), similar.count() if similar is not None else 0
         started = time.monotonic()
         written = load_lists(lists, "user", settings, prefix, run_id, batch_size)
         if similar is not None:
             written += load_lists(similar, "similar", settings, prefix, run_id, batch_size)
             similar.unpersist()
         write_seconds = time.monotonic() - started
-        lists.unpersist()
         popular = popular_lists(spark.read.parquet(layout.popular))
         return LoadedRun(users, written, popular, write_seconds, items, *_catalogue(spark, layout))
 
     return load
+
+
+def list_count(recommendations: DataFrame) -> int:
+    """How many user lists a run folder's recommendations hold (what verification expects in
+    the store), counted on the Parquet without grouping it."""
+    if "rank" in recommendations.columns:
+        return recommendations.where("rank = 1").count()
+    return recommendations.count()
 
 
 def _catalogue(spark: SparkSession, layout: RunLayout) -> tuple[dict, dict]:

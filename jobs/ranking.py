@@ -106,6 +106,27 @@ def collect_ranked(
     )
 
 
+def stored_lists(recommendations: DataFrame) -> DataFrame:
+    """A run folder's recommendations as lists: variant, user_id, items (array of struct<item_id,
+    score>, best first). Read as they are; a run folder from before lists were stored whole
+    (one row per rank) is grouped first."""
+    if "rank" not in recommendations.columns:
+        return recommendations.select("variant", "user_id", "items")
+    return collect_ranked(recommendations, ("variant", "user_id"), "rank", ("item_id", "score"), "items")
+
+
+def stored_rows(recommendations: DataFrame) -> DataFrame:
+    """A run folder's recommendations one row per listed item: variant, user_id, rank (1 = best),
+    item_id, score, whichever form the run folder holds."""
+    from pyspark.sql import functions as F
+
+    if "rank" in recommendations.columns:
+        return recommendations.select("variant", "user_id", "rank", "item_id", "score")
+    entries = recommendations.select("variant", "user_id", F.posexplode("items").alias("position", "entry"))
+    rank = (F.col("position") + 1).cast("int").alias("rank")
+    return entries.select("variant", "user_id", rank, "entry.item_id", "entry.score")
+
+
 ENGINES = ("blocked", "subset")
 
 

@@ -3,10 +3,11 @@ lists used as fallback.
 
     spark-submit --py-files dist/recs_jobs.zip jobs/recommend.py --run-date 2026-11-29
 
-Writes ``recommendations`` (variant, user_id, rank, item_id, score; partitioned by variant)
-with the original string ids, and ``popular`` (scope, category, rank, item_id, score): scope
-``all`` is the overall list, scope ``category`` one list per category when item metadata was
-given. Every variant shares the prepared data and the seen items, read once.
+Writes ``recommendations`` (variant, user_id, items: an array of struct<item_id, score>, best
+first; partitioned by variant), one row per user and variant with the original string ids, and
+``popular`` (scope, category, rank, item_id, score): scope ``all`` is the overall list, scope
+``category`` one list per category when item metadata was given. Every variant shares the
+prepared data and the seen items, read once.
 
 Also ``user_context`` (user_id, seen, top_categories): which items of the popular lists and
 which cold items each user has seen, so the API can fill up or explore without them, and each
@@ -24,27 +25,61 @@ from jobs.run_layout import RunLayout
 from jobs.runner import job_main
 
 if TYPE_CHECKING:
+    import numpy as np
     from pyspark.sql import DataFrame, SparkSession
 
     from conf.schema import Config
 
 
-def ranked_rows(top: DataFrame, users: DataFrame, items: DataFrame, variant: str) -> DataFrame:
-    """Explode per-user (item_idx, score) arrays into variant, user_id, rank (1-based), item_id, score."""
+NAMED_SCHEMA = "user_idx int, items array<struct<item_id:string,score:double>>"
+
+
+def named_lists(top: DataFrame, users: DataFrame, items: DataFrame, variant: str) -> DataFrame:
+    """Per-user ranked (item_idx, score) arrays with their ids, as the run folder keeps them:
+    variant, user_id, items (array of struct<item_id, score>), best first; users with an empty
+    list are left out. The item ids go to every task once (a broadcast); lists are never
+    exploded and regrouped."""
     from pyspark.sql import functions as F
 
-    exploded = top.select("user_idx", F.posexplode("items").alias("pos", "entry"))
-    return (
-        exploded.join(users, "user_idx")
-        .join(items, exploded["entry.item_idx"] == items["item_idx"])
-        .select(
-            F.lit(variant).alias("variant"),
-            "user_id",
-            (F.col("pos") + 1).cast("int").alias("rank"),
-            "item_id",
-            F.col("entry.score").cast("double").alias("score"),
-        )
+    shared = top.sparkSession.sparkContext.broadcast(item_id_lookup(items))
+
+    def name_partition(batches):
+        position_of, ids = shared.value
+        for batch in batches:
+            yield named_batch(batch, position_of, ids)
+
+    named = top.where(F.size("items") > 0).select("user_idx", "items").mapInArrow(name_partition, NAMED_SCHEMA)
+    return named.join(users, "user_idx").select(F.lit(variant).alias("variant"), "user_id", "items")
+
+
+def item_id_lookup(items: DataFrame) -> tuple[np.ndarray, object]:
+    """(position of each item_idx, -1 where there is none; the item ids as an Arrow array), from
+    the run's item index, brought to the driver: one id per catalogue item."""
+    import numpy as np
+
+    table = items.select("item_idx", "item_id").toArrow()
+    indices = table.column("item_idx").to_numpy()
+    position_of = np.full(int(indices.max()) + 1 if len(indices) else 0, -1, dtype=np.int64)
+    position_of[indices] = np.arange(len(indices))
+    return position_of, table.column("item_id").combine_chunks()
+
+
+def named_batch(batch, position_of, ids):
+    """An Arrow batch of user_idx, items (struct<item_idx, score>) with item ids in place of indices."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lists = batch.column("items")
+    entries = pc.list_flatten(lists)
+    positions = position_of[entries.field("item_idx").to_numpy(zero_copy_only=False)]
+    if (positions < 0).any():
+        raise ValueError("a ranked list names an item_idx that is not in the run's item index")
+    named = pa.StructArray.from_arrays(
+        [ids.take(pa.array(positions)), pc.cast(entries.field("score"), pa.float64())], names=["item_id", "score"]
     )
+    offsets = lists.offsets.to_numpy()
+    lists = pa.ListArray.from_arrays(pa.array(offsets - offsets[0], pa.int32()), named)
+    return pa.RecordBatch.from_arrays([batch.column("user_idx").cast(pa.int32()), lists], names=["user_idx", "items"])
 
 
 def overall_popular(popularity: DataFrame, items: DataFrame, n: int) -> DataFrame:
@@ -138,13 +173,13 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
     seen = seen_items(interactions).cache()
     popularity = item_popularity(interactions).cache()
     variants = cfg.variants()
-    rows = None
+    lists = None
     for variant in variants:
         model = ALSModel.load(layout.variant_path("models", variant.name)) if variant.model == "als" else None
         top = variant_top(variant, model, popularity, seen, n, cfg.recommend.engine)
-        ranked = ranked_rows(top, users, items, variant.name)
-        rows = ranked if rows is None else rows.unionByName(ranked)
-    rows.write.mode("overwrite").partitionBy("variant").parquet(layout.recommendations)
+        named = named_lists(top, users, items, variant.name)
+        lists = named if lists is None else lists.unionByName(named)
+    lists.write.mode("overwrite").partitionBy("variant").parquet(layout.recommendations)
     seen.unpersist()
 
     popular = overall_popular(popularity, items, popular_n)
@@ -161,17 +196,14 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
 
     popularity.unpersist()
     written = spark.read.parquet(layout.recommendations)
-    lengths = (
-        written.groupBy("variant", "user_id")
-        .count()
-        .agg(
-            F.countDistinct("user_id").alias("users"),
-            F.count(F.lit(1)).alias("user_lists"),
-            F.min("count").alias("shortest"),
-            F.sum((F.col("count") < n).cast("int")).alias("short"),
-        )
-        .first()
-    )
+    length = F.size("items")
+    lengths = written.agg(
+        F.countDistinct("user_id").alias("users"),
+        F.count(F.lit(1)).alias("user_lists"),
+        F.sum(length).alias("rows"),
+        F.min(length).alias("shortest"),
+        F.sum((length < n).cast("int")).alias("short"),
+    ).first()
     saved_popular = spark.read.parquet(layout.popular)
     return {
         "top_n": n,
@@ -180,7 +212,7 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
         "output": {
             "users": int(lengths["users"] or 0),
             "user_lists": int(lengths["user_lists"] or 0),
-            "rows": written.count(),
+            "rows": int(lengths["rows"] or 0),
             "shortest_list": int(lengths["shortest"] or 0),
             "lists_shorter_than_n": int(lengths["short"] or 0),
             "popular_overall": saved_popular.where("scope = 'all'").count(),

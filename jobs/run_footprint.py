@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from jobs import storage
+from jobs.ranking import stored_rows
 from jobs.run_layout import RunLayout
 from store.contract import KeyLayout
 from store.memory_budget import (
@@ -36,7 +37,7 @@ def run_footprint(spark: SparkSession, layout: RunLayout, keys: KeyLayout, run_i
     """The run's user lists, item-to-item lists and documents as the publish job would write them."""
     from pyspark.sql import functions as F
 
-    recommendations = spark.read.parquet(layout.recommendations)
+    recommendations = stored_rows(spark.read.parquet(layout.recommendations))
     users = ranked_totals(recommendations, "item_id", F.concat_ws(":", "variant", "user_id"))
     context = storage.read_parquet_if_complete(spark, layout.user_context)
     if context is not None:
@@ -57,7 +58,7 @@ def ranked_totals(frame: DataFrame, id_column: str, key_id: Column, label: str |
     is what varies in each list's key, ``label`` a column printed once per list (a method)."""
     from pyspark.sql import functions as F
 
-    pairs = frame.count()  # answered from the Parquet footers
+    pairs = frame.count()
     first = F.col("rank") == 1
     # A hash, not rand(): Spark refuses non-deterministic expressions inside an aggregate.
     sampled = F.pmod(F.xxhash64(id_column, "rank", "score"), 1_000_000) < 1_000_000 * SCORE_SAMPLE / max(pairs, 1)

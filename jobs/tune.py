@@ -123,12 +123,52 @@ def coordinate_search(
 
 
 def sample_users(relevant: DataFrame, max_users: int, seed: int) -> DataFrame:
-    """At most ``max_users`` of the holdout users, chosen by a seeded hash (the same every run)."""
+    """At most ``max_users`` of the users in ``relevant`` (one row each), chosen by a seeded hash
+    (the same every run)."""
     from pyspark.sql import functions as F
 
     if relevant.count() <= max_users:  # the caller caches relevant
         return relevant
     return relevant.orderBy(F.xxhash64(F.lit(int(seed)), "user_idx"), "user_idx").limit(int(max_users))
+
+
+@dataclass
+class TrialData:
+    """What every trial uses: the training interactions it fits on, the scored users' held-out
+    items and their seen items, and whether the fit saw the whole split's training part."""
+
+    train: DataFrame
+    relevant: DataFrame
+    seen: DataFrame
+    whole_split: bool
+    cached: list = field(default_factory=list)
+
+    def unpersist(self) -> None:
+        """Release every frame cached for the trials."""
+        for frame in self.cached:
+            frame.unpersist()
+
+
+def trial_data(split: DataFrame, settings: TuneSection, seed: int) -> TrialData:
+    """The trials' data from the split: with ``train_users``, the training part of a seeded
+    sample of users only, and scored users drawn from that sample."""
+    from jobs.ranking import seen_items_of
+
+    train = split.where("NOT holdout")
+    held = relevant_items(split.where("holdout"))
+    whole_split, cached = True, []
+    if settings.train_users is not None:
+        users = train.select("user_idx").distinct().cache()
+        sampled = sample_users(users, settings.train_users, seed).cache()
+        whole_split = sampled.count() == users.count()
+        cached += [users, sampled]
+        if not whole_split:
+            train = train.join(sampled, "user_idx", "left_semi")
+            held = held.join(sampled, "user_idx", "left_semi")
+    train, held = train.cache(), held.cache()
+    relevant = sample_users(held, settings.max_users, seed).cache()
+    seen = seen_items_of(train, relevant).cache()
+    return TrialData(train, relevant, seen, whole_split, [*cached, train, held, relevant, seen])
 
 
 def last_good_setting(spark: SparkSession, layout: RunLayout) -> tuple[dict, str] | None:
@@ -201,27 +241,26 @@ class TrialScorer:
 
 def search(
     spark: SparkSession, cfg: Config, split: DataFrame, start: dict, layout: RunLayout
-) -> tuple[SearchResult, int]:
-    """Run the budgeted search on the split; keep the winner's model; return it and the users scored."""
-    from jobs.ranking import seen_items_of
+) -> tuple[SearchResult, dict]:
+    """Run the budgeted search on the split; keep the winner's model when it was fitted on the
+    whole split; return the result and how many users the trials fitted on and scored."""
+    from pyspark.sql import functions as F
 
     settings: TuneSection = cfg.tune
-    train = split.where("NOT holdout").cache()
-    held = relevant_items(split.where("holdout")).cache()
-    relevant = sample_users(held, settings.max_users, cfg.evaluate.seed).cache()
-    seen = seen_items_of(train, relevant).cache()
+    data = trial_data(split, settings, cfg.evaluate.seed)
     try:
-        users = relevant.count()
+        users = data.relevant.count()
         if users == 0:
             raise EmptyHoldout("the holdout is empty: no user has evaluate.min_user_interactions interactions")
-        scorer = TrialScorer(cfg, train, seen, relevant)
+        counts = {"users_scored": users, "users_trained": data.train.agg(F.countDistinct("user_idx")).first()[0],
+                  "trained_on": "whole split" if data.whole_split else "user sample"}  # fmt: skip
+        scorer = TrialScorer(cfg, data.train, data.seen, data.relevant)
         result = coordinate_search(scorer, start, settings.space, settings.trials, settings.time_limit_minutes * 60)
-        if scorer.best_model is not None:
+        if scorer.best_model is not None and data.whole_split:
             keep_holdout_model(scorer.best_model, layout.holdout_models, chosen_train(cfg, {"setting": result.best}))
     finally:
-        for frame in (train, held, relevant, seen):
-            frame.unpersist()
-    return result, users
+        data.unpersist()
+    return result, counts
 
 
 def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
@@ -246,7 +285,7 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
 def _search_and_choose(spark: SparkSession, cfg: Config, layout: RunLayout, start: dict, report: dict) -> dict:
     started = time.monotonic()
     try:
-        result, users = search(spark, cfg, spark.read.parquet(layout.split), start, layout)
+        result, counts = search(spark, cfg, spark.read.parquet(layout.split), start, layout)
     except EmptyHoldout as exc:
         return fallback_setting(spark, cfg, layout, f"nothing to tune on ({exc})")
     except JobError:
@@ -254,7 +293,7 @@ def _search_and_choose(spark: SparkSession, cfg: Config, layout: RunLayout, star
     except Exception as exc:  # noqa: BLE001 - a failed search keeps the last good setting
         log.exception("tuning failed")
         return fallback_setting(spark, cfg, layout, f"tuning failed ({type(exc).__name__}: {str(exc)[:300]})")
-    report.update(start=start, users_scored=users, stopped_by=result.stopped_by,
+    report.update(start=start, **counts, stopped_by=result.stopped_by,
                   trials=[trial.as_dict() for trial in result.trials],
                   search_seconds=round(time.monotonic() - started, 3))  # fmt: skip
     if result.best_score is None:

@@ -2,8 +2,9 @@
 
 The writer (store.writer, driven by the publish job) and the reader (store.reader, inside the
 API) both import this module, and nothing else decides what a key looks like.
-docs/store-contract.md is the same contract in prose. Standard library only: Spark executors
-and the config loader import it.
+docs/store-contract.md is the same contract in prose. Spark executors and the config loader
+import it, so beyond the standard library it imports only orjson at the top; numpy and pyarrow
+are imported inside the functions that need them.
 
 Keys, for key prefix P (``recs`` by default), run id R, variant V and experiment X:
 
@@ -211,22 +212,27 @@ def rounded_scores(scores: Sequence[float]) -> list[float]:
     """Scores at SCORE_DIGITS significant digits, as the encoders store them, for a whole column
     at once: the publish job's vectorised form of the per-score rounding in encode_items (the two
     can differ in the last digit only for a score that sits on a rounding tie)."""
+    return rounded_score_array(scores).tolist()
+
+
+def rounded_score_array(scores):
+    """rounded_scores as a float64 numpy array."""
     import numpy as np
 
     values = np.asarray(scores, dtype=np.float64)
     if not np.isfinite(values).all():
         # A null score reaches here as NaN: stored as JSON null, no reader could serve the list.
         raise ValueError("a ranked list's scores must be finite numbers")
-    magnitude = np.zeros_like(values)
+    magnitude = np.abs(values)
     # Below 1e-290 the power of ten would overflow; such scores are stored as they are.
-    measurable = np.abs(values) >= 1e-290
-    magnitude[measurable] = np.floor(np.log10(np.abs(values[measurable])))
-    shift = SCORE_DIGITS - 1 - magnitude
+    measurable = magnitude >= 1e-290
+    shift = SCORE_DIGITS - 1 - np.floor(np.log10(np.where(measurable, magnitude, 1.0)))
     # Divide by an exact power of ten rather than multiply by an inexact inverse, so that the
     # result is the double nearest to the rounded decimal and prints as that decimal.
     scale = 10.0 ** np.abs(shift)
-    rounded = np.where(shift >= 0, np.round(values * scale) / scale, np.round(values / scale) * scale)
-    return np.where(measurable, rounded, values).tolist()
+    with np.errstate(over="ignore", invalid="ignore"):
+        rounded = np.where(shift >= 0, np.round(values * scale) / scale, np.round(values / scale) * scale)
+    return np.where(measurable, rounded, values)
 
 
 def ranked_pairs(item_ids: Sequence[str], scores: Sequence[float], offsets: Sequence[int]) -> list[list[tuple]]:
@@ -296,6 +302,156 @@ def decode_similar(raw: bytes | str) -> tuple[str, list[tuple[str, float]]]:
     if type(document) is not dict or document.get("method") not in SIMILAR_METHODS:
         raise ValueError("item-to-item list is not {method, items}")
     return document["method"], _ranked(document["items"])
+
+
+# Columnar encoders: the publish job's form of encode_user_pairs and encode_similar_pairs, for
+# a whole Arrow batch at once. They give the same bytes (tests/test_contract_columnar.py holds
+# them to it): JSON text is assembled with Arrow string kernels, and whatever they could spell
+# differently from orjson goes through orjson instead (a string that JSON must escape sends the
+# whole batch to the row-by-row encoders; a score outside the range where Arrow and orjson
+# print numbers alike is printed by orjson on its own).
+_PLAIN_SCORE_RANGE = (1e-4, 1e9)
+
+
+def user_list_columns(keys: KeyLayout, run_id: str, variant, user_id, items, seen, categories, id_field: str):
+    """Keys and values (two Arrow arrays) of user lists given as Arrow columns: variant and
+    user_id strings, items a list of struct<``id_field``, score> (best first), seen and
+    categories lists of strings; the same bytes as user_list_writes(..., stored_form=True)."""
+    import pyarrow as pa
+
+    prefixes = {name: keys.user_recs(run_id, name, "") for name in _unique(variant)}
+    key_column = _joined(_by_value(variant, prefixes), user_id)
+    texts = (_ranked_json(items, id_field), _string_list_json(seen), _string_list_json(categories))
+    if any(text is None for text in texts):
+        ranked = ranked_pairs_column(items, id_field)
+        rows = zip(ranked, seen.to_pylist(), categories.to_pylist(), strict=True)
+        return key_column, pa.array([encode_user_pairs(pairs, s, c) for pairs, s, c in rows], pa.binary())
+    ranked, seen_text, category_text = texts
+    value = _joined('{"items":', ranked, ',"seen":', seen_text, ',"categories":', category_text, "}")
+    return key_column, value.cast(pa.binary())
+
+
+def similar_list_columns(keys: KeyLayout, run_id: str, item_id, method, items, id_field: str):
+    """Keys and values of item-to-item lists given as Arrow columns (item_id, method, items a
+    list of struct<``id_field``, score>); the same bytes as similar_list_writes(..., stored_form=True)."""
+    import pyarrow as pa
+
+    for name in _unique(method):
+        if name not in SIMILAR_METHODS:
+            raise ValueError(f"unknown item-to-item method {name!r}")
+    key_column = _joined(keys.similar(run_id, ""), item_id)
+    ranked = _ranked_json(items, id_field)
+    if ranked is None:
+        pairs = ranked_pairs_column(items, id_field)
+        values = [encode_similar_pairs(name, listed) for name, listed in zip(method.to_pylist(), pairs, strict=True)]
+        return key_column, pa.array(values, pa.binary())
+    return key_column, _joined('{"method":"', method, '","items":', ranked, "}").cast(pa.binary())
+
+
+def ranked_pairs_column(items, id_field: str) -> list[list[tuple]]:
+    """An Arrow list-of-struct<``id_field``, score> column as ranked_pairs lists (stored form)."""
+    import pyarrow.compute as pc
+
+    entries = pc.list_flatten(items)
+    offsets = _list_offsets(items)
+    scores = entries.field("score").to_numpy(zero_copy_only=False)
+    return ranked_pairs(entries.field(id_field).to_pylist(), scores, offsets.tolist())
+
+
+def _ranked_json(items, id_field: str):
+    """Each list of items as JSON text [["id",score],...], or None when an id needs escaping."""
+    import pyarrow.compute as pc
+
+    if items.null_count:
+        return None
+    entries = pc.list_flatten(items)
+    ids = entries.field(id_field)
+    if _needs_escaping(ids):
+        return None
+    scores = _score_texts(entries.field("score").to_numpy(zero_copy_only=False))
+    return _json_lists(_list_offsets(items), _joined('["', ids, '",', scores, "]"))
+
+
+def _string_list_json(lists):
+    """Each list of strings as JSON text ["a","b"], or None when one needs escaping."""
+    import pyarrow.compute as pc
+
+    if lists.null_count:
+        return None
+    values = pc.list_flatten(lists)
+    if _needs_escaping(values):
+        return None
+    return _json_lists(_list_offsets(lists), _joined('"', values, '"'))
+
+
+def _needs_escaping(strings) -> bool:
+    """Whether a string column has nulls, or a byte JSON writes escaped: '"', '\\' or a control
+    character (checked on the column's bytes at once)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if strings.null_count:
+        return True
+    _, offset_buffer, data = strings.buffers()
+    width = np.int64 if pa.types.is_large_string(strings.type) else np.int32
+    offsets = np.frombuffer(offset_buffer, dtype=width)[strings.offset : strings.offset + len(strings) + 1]
+    text = np.frombuffer(data or b"", dtype=np.uint8)[offsets[0] : offsets[-1]]
+    return bool(((text < 0x20) | (text == 0x22) | (text == 0x5C)).any())
+
+
+def _json_lists(offsets, elements):
+    """JSON arrays of already-encoded ``elements``, cut into lists at ``offsets``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lists = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), elements)
+    return _joined("[", pc.binary_join(lists, ","), "]")
+
+
+def _score_texts(scores):
+    """Scores rounded as the row encoders round them, printed as orjson prints them."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rounded = rounded_score_array(scores)
+    texts = pc.cast(pa.array(rounded, pa.float64()), pa.string())
+    magnitude = np.abs(rounded)
+    low, high = _PLAIN_SCORE_RANGE
+    # Arrow prints whole numbers without ".0" and switches to exponents at other magnitudes.
+    apart = (magnitude < low) | (magnitude >= high) | (rounded == np.trunc(rounded))
+    if not apart.any():
+        return texts
+    printed = pa.array([orjson.dumps(score).decode("ascii") for score in rounded[apart].tolist()], pa.string())
+    return pc.replace_with_mask(texts, pa.array(apart), printed)
+
+
+def _list_offsets(lists):
+    """A list column's offsets from 0 (a sliced column's do not start there)."""
+    offsets = lists.offsets.to_numpy()
+    return offsets - offsets[0]
+
+
+def _joined(*parts):
+    """Element-wise concatenation of string columns and constants."""
+    import pyarrow.compute as pc
+
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def _unique(column) -> list[str]:
+    import pyarrow.compute as pc
+
+    return pc.unique(column).to_pylist()
+
+
+def _by_value(column, mapping: dict[str, str]):
+    """Each string of ``column`` replaced by its value in ``mapping`` (which covers them all)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    names = list(mapping)
+    return pc.take(pa.array([mapping[name] for name in names], pa.string()), pc.index_in(column, pa.array(names)))
 
 
 def encode_mapping(mapping: dict[str, list[str]]) -> bytes:

@@ -17,15 +17,24 @@ def tagged_lists(tag: str, users: int, per_user: int) -> dict[str, list[tuple[st
     }
 
 
-def write_run_folder(spark, runs_root: str, run_date: str, run_id: str, tag: str, users: int = 40, per_user: int = 5):
-    """A completed run folder (recommendations, popular, manifest) as finalize would leave it."""
+def write_run_folder(
+    spark, runs_root: str, run_date: str, run_id: str, tag: str, users: int = 40, per_user: int = 5, per_rank=False
+):
+    """A completed run folder (recommendations, popular, manifest) as finalize would leave it;
+    ``per_rank``: recommendations one row per rank, as run folders were written before lists
+    were stored whole."""
     from jobs import storage
     from jobs.run_layout import RunLayout
 
     layout = RunLayout(runs_root, run_date)
-    rows = [(DEFAULT_VARIANT, user, rank, item, score) for user, items in tagged_lists(tag, users, per_user).items()
-            for rank, (item, score) in enumerate(items, 1)]  # fmt: skip
-    schema = "variant string, user_id string, rank int, item_id string, score double"
+    lists = tagged_lists(tag, users, per_user)
+    if per_rank:
+        rows = [(DEFAULT_VARIANT, user, rank, item, score) for user, items in lists.items()
+                for rank, (item, score) in enumerate(items, 1)]  # fmt: skip
+        schema = "variant string, user_id string, rank int, item_id string, score double"
+    else:
+        rows = [(DEFAULT_VARIANT, user, [(item, score) for item, score in items]) for user, items in lists.items()]
+        schema = "variant string, user_id string, items array<struct<item_id:string,score:double>>"
     spark.createDataFrame(rows, schema).write.mode("overwrite").partitionBy("variant").parquet(layout.recommendations)
     popular = [("all", None, rank, f"{tag}-pop-{rank:02d}", float(100 - rank)) for rank in range(1, 11)]
     popular += [("category", "Drama", rank, f"{tag}-drama-{rank:02d}", float(50 - rank)) for rank in range(1, 4)]

@@ -18,6 +18,7 @@ from tools import generate_data
 from tools.bundle import bundle
 from tools.generate_data import GeneratorParams
 from tools.processes import ROOT, project_env
+from tools.run_reading import recommendation_rows
 
 pytestmark = pytest.mark.slow
 
@@ -94,12 +95,12 @@ def valid_input(tmp: Path) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def recommendations(dag_run):
-    return pd.read_parquet(dag_run["run_dir"] / "recommendations")
+    return recommendation_rows(dag_run["run_dir"] / "recommendations")
 
 
 def test_recommendations_parquet_schema(spark, dag_run):
     schema = spark.read.parquet(str(dag_run["run_dir"] / "recommendations")).schema.simpleString()
-    assert schema == "struct<user_id:string,rank:int,item_id:string,score:double,variant:string>"
+    assert schema == "struct<user_id:string,items:array<struct<item_id:string,score:double>>,variant:string>"
     popular = spark.read.parquet(str(dag_run["run_dir"] / "popular")).schema.simpleString()
     assert popular == "struct<scope:string,category:string,rank:int,item_id:string,score:double>"
 
@@ -190,7 +191,7 @@ def test_rerun_of_stages_through_the_cli_replaces_the_run(dag_run, recommendatio
     run_logged(command, dag_run["env"], dag_run["tmp"] / "rerun.log", timeout=600)
     manifest = json.loads((dag_run["run_dir"] / "manifest.json").read_text())
     assert manifest["run_id"] > before
-    again = pd.read_parquet(dag_run["run_dir"] / "recommendations")
+    again = recommendation_rows(dag_run["run_dir"] / "recommendations")
     assert len(again) == len(recommendations)
     assert set(again["user_id"]) == set(recommendations["user_id"])
     import redis

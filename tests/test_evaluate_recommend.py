@@ -4,7 +4,8 @@ import pytest
 from pyspark.testing import assertDataFrameEqual
 
 from jobs.holdout import mark_holdout
-from jobs.recommend import category_popular, overall_popular, ranked_rows
+from jobs.ranking import stored_lists, stored_rows
+from jobs.recommend import category_popular, named_lists, overall_popular
 
 
 def holdout_items(frame):
@@ -38,21 +39,46 @@ def test_holdout_fraction_must_be_a_fraction(spark):
         mark_holdout(frame, 1.0, 2, seed=1)
 
 
-def test_ranked_rows_map_back_to_string_ids(spark):
+def test_named_lists_map_back_to_string_ids_in_order(spark):
     top = spark.createDataFrame(
-        [(0, [(1, 0.9), (0, 0.5)]), (1, [(0, 0.7)])], "user_idx int, items array<struct<item_idx:int,score:float>>"
+        [(0, [(3, 0.9), (0, 0.5)]), (1, [(0, 0.7)]), (2, []), (4, None)],
+        "user_idx int, items array<struct<item_idx:int,score:float>>",
     )
-    users = spark.createDataFrame([("alice", 0), ("9007199254740993", 1)], "user_id string, user_idx int")
-    items = spark.createDataFrame([("sku:a", 0), ("sku:b", 1)], "item_id string, item_idx int")
+    users = spark.createDataFrame(
+        [("alice", 0), ("9007199254740993", 1), ("empty", 2), ("none", 4)], "user_id string, user_idx int"
+    )
+    # Indices need not be dense or in id order.
+    items = spark.createDataFrame([("sku:a", 0), ("sku:b", 3), ("sku:c", 7)], "item_id string, item_idx int")
     expected = spark.createDataFrame(
-        [
-            ("v1", "alice", 1, "sku:b", 0.9),
-            ("v1", "alice", 2, "sku:a", 0.5),
-            ("v1", "9007199254740993", 1, "sku:a", 0.7),
-        ],
+        [("v1", "alice", [("sku:b", 0.9), ("sku:a", 0.5)]), ("v1", "9007199254740993", [("sku:a", 0.7)])],
+        "variant string, user_id string, items array<struct<item_id:string,score:double>>",
+    )
+    named = named_lists(top.repartition(3), users, items, "v1")
+    assertDataFrameEqual(named, expected, rtol=1e-6)
+    assert stored_lists(named).schema.simpleString() == expected.schema.simpleString()
+
+
+def test_named_lists_refuse_an_index_the_run_does_not_have(spark):
+    top = spark.createDataFrame([(0, [(5, 0.9)])], "user_idx int, items array<struct<item_idx:int,score:float>>")
+    users = spark.createDataFrame([("alice", 0)], "user_id string, user_idx int")
+    items = spark.createDataFrame([("sku:a", 0), ("sku:b", 6)], "item_id string, item_idx int")
+    with pytest.raises(Exception, match="not in the run's item index"):
+        named_lists(top, users, items, "v1").collect()
+
+
+def test_stored_lists_and_rows_read_both_run_folder_forms(spark):
+    lists = spark.createDataFrame(
+        [("v1", "alice", [("b", 0.9), ("a", 0.5)]), ("v1", "bob", [("a", 0.7)])],
+        "variant string, user_id string, items array<struct<item_id:string,score:double>>",
+    )
+    rows = spark.createDataFrame(
+        [("v1", "alice", 2, "a", 0.5), ("v1", "bob", 1, "a", 0.7), ("v1", "alice", 1, "b", 0.9)],
         "variant string, user_id string, rank int, item_id string, score double",
     )
-    assertDataFrameEqual(ranked_rows(top, users, items, "v1"), expected, rtol=1e-6)
+    assertDataFrameEqual(stored_rows(lists), rows)
+    assertDataFrameEqual(stored_rows(rows), rows)
+    assertDataFrameEqual(stored_lists(rows), lists)
+    assertDataFrameEqual(stored_lists(lists), lists)
 
 
 @pytest.fixture

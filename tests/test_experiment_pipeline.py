@@ -16,6 +16,7 @@ from serving import create_app
 from store.experiments import Assignment
 from tools import generate_data
 from tools.generate_data import GeneratorParams
+from tools.run_reading import recommendation_rows
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +57,7 @@ def run(spark, tmp_path_factory, redis_server, base_config):
 
 @pytest.fixture(scope="module")
 def lists(run):
-    return pd.read_parquet(run["layout"].recommendations)
+    return recommendation_rows(run["layout"].recommendations)
 
 
 def test_every_variant_has_n_unseen_items_for_every_user(run, lists):

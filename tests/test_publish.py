@@ -69,6 +69,16 @@ def test_publish_loads_every_user_and_switches_the_pointer(spark, cfg, redis_cli
     assert not redis_client.exists(KEYS.publish_lock), "lock released"
 
 
+def test_a_run_folder_written_one_row_per_rank_publishes_the_same_lists(spark, cfg, redis_client):
+    """Run folders from before lists were stored whole (restore and rollback reload them)."""
+    run_date, run_id, tag = RUNS[0]
+    layout = write_run_folder(spark, cfg.paths.runs_root, run_date, run_id, tag, users=40, per_rank=True)
+    report = publish.run(spark, cfg, layout)
+    assert report["user_lists"] == report["keys_written"] == 40
+    for user, expected in tagged_lists(tag, 40, 5).items():
+        assert decode_user_list(redis_client.get(KEYS.user_recs(run_id, "default", user))) == (expected, [], [])
+
+
 def test_publishing_the_current_run_again_changes_nothing(spark, cfg, redis_client):
     layout = make_run(spark, cfg, 0)
     publish.run(spark, cfg, layout)

@@ -22,6 +22,7 @@ from tools import generate_data
 from tools.bundle import bundle
 from tools.generate_data import GeneratorParams
 from tools.processes import ROOT, SparkStandaloneCluster, project_env
+from tools.run_reading import recommendation_rows
 
 RUN_DATE = "2026-11-29"
 TOP_N = 10
@@ -286,7 +287,8 @@ def test_every_spark_task_of_the_dag_ran_on_the_cluster_with_the_env_and_code_sh
 
 
 def sorted_frame(path: Path, keys: list[str]) -> pd.DataFrame:
-    return pd.read_parquet(path).sort_values(keys).reset_index(drop=True)
+    frame = recommendation_rows(path) if path.name == "recommendations" else pd.read_parquet(path)
+    return frame.sort_values(keys).reset_index(drop=True)
 
 
 @on_cluster

@@ -119,6 +119,24 @@ def test_tune_chooses_the_better_setting_and_evaluate_reuses_its_model(spark, pi
     assert trained["variants"]["default"]["params"]["rank"] == 8
 
 
+def test_trials_on_a_user_sample_choose_alike_and_evaluate_fits_the_winner_on_the_whole_split(
+    spark, pipeline_config, prepared
+):
+    cfg = tuning_config(pipeline_config, train_users=60, max_users=40)
+    report = run_stage(spark, cfg, prepared, "tune")
+    assert (report["trained_on"], report["users_trained"], report["users_scored"]) == ("user sample", 60, 40)
+    start, changed = report["trials"]
+    assert changed["ndcg_at_k"] > start["ndcg_at_k"] + 0.1, report["trials"]
+    assert report["chosen"]["setting"]["rank"] == 8
+    assert storage.list_names(spark, prepared.holdout_models) == [], "a sample's model is not the split's"
+
+    evaluated = run_stage(spark, cfg, prepared, "evaluate")
+    assert evaluated["holdout_models"] == {"default": {"reused": False}}
+    assert storage.list_names(spark, prepared.holdout_models) != []
+    whole = tuning_config(pipeline_config, train_users=120)
+    assert run_stage(spark, whole, prepared, "tune")["trained_on"] == "whole split"
+
+
 def earlier_run(spark, layout: RunLayout, run_date: str, setting: dict, gate_passed: bool = True) -> None:
     manifest = {"tuning": {"chosen": {"setting": setting, "source": "tuned"}}, "gate": {"passed": gate_passed}}
     storage.write_json(spark, RunLayout(layout.runs_root, run_date).manifest, manifest)

@@ -78,7 +78,9 @@ def tuning_lines(tuning: dict | None) -> list[str]:
     lines = []
     if tuning.get("trials"):
         start = ", ".join(f"{key}={value}" for key, value in tuning["start"].items())
-        lines += [f"==> tuning: {len(tuning['trials'])} trials on {tuning['users_scored']} users, from {start}",
+        fitted = f", fitted on {tuning['users_trained']}" if tuning.get("trained_on") == "user sample" else ""
+        lines += [f"==> tuning: {len(tuning['trials'])} trials scored on {tuning['users_scored']} users{fitted}, "
+                  f"from {start}",
                   f"    {'trial':>5}  {'NDCG@' + str(tuning['k']):>9}  {'seconds':>7}  setting"]  # fmt: skip
         for trial in tuning["trials"]:
             change = ", ".join(f"{key}={value}" for key, value in trial["setting"].items()) or "(the start)"
@@ -99,9 +101,9 @@ def gate_lines(gate: dict | None) -> list[str]:
 
 def sample_lists(recommendations: Path, users: int, per_user: int = 5) -> list[str]:
     """Lines showing the first users' top items (by user id order)."""
-    import pyarrow.dataset as ds
+    from tools.run_reading import recommendation_rows
 
-    table = ds.dataset(recommendations, format="parquet", partitioning="hive").to_table().to_pandas()
+    table = recommendation_rows(recommendations)
     lines = []
     for user_id in sorted(table["user_id"].unique())[:users]:
         for variant, rows in table[table["user_id"] == user_id].groupby("variant", observed=True):
