@@ -41,9 +41,20 @@ def median_of(values: list[float]) -> float:
     return round(statistics.median(values), 3)
 
 
-def bench_config(interactions: int, **sections: dict):
+# The MovieLens-20M shape of the nightly20m part: its users and items, with 20M interactions.
+MOVIELENS_20M = {"interactions": 20_000_000, "users": 138_493, "items": 26_744}
+
+
+def data_folder(interactions: int, users: int | None = None, items: int | None = None) -> Path:
+    """Where the generated dataset of one shape lives (the generator's own user and item counts
+    when none are given)."""
+    shape = f"-{users}x{items}" if users or items else ""
+    return WORK / f"data-{interactions}{shape}"
+
+
+def bench_config(interactions: int, users: int | None = None, items: int | None = None, **sections: dict):
     """The repository config (no caller overrides) pointed at the benchmark's data and run folders."""
-    data = WORK / f"data-{interactions}"
+    data = data_folder(interactions, users, items)
     overrides = {
         "input": {"path": str(data / "interactions")},
         "items": {"path": str(data / "items")},
@@ -55,22 +66,14 @@ def bench_config(interactions: int, **sections: dict):
     return with_overrides(load_config(environ={}), overrides)
 
 
-def ensure_data(interactions: int) -> dict:
-    """Generate the benchmark dataset once per size (it is deterministic)."""
-    out = WORK / f"data-{interactions}"
+def ensure_data(interactions: int, users: int | None = None, items: int | None = None) -> dict:
+    """Generate the benchmark dataset once per shape (it is deterministic)."""
+    out = data_folder(interactions, users, items)
     summary_path = out / "_generated.json"
     if not summary_path.exists():
-        command = [
-            sys.executable,
-            "-m",
-            "tools.generate_data",
-            "--out",
-            str(out),
-            "--interactions",
-            str(interactions),
-            "--end-date",
-            RUN_DATE,
-        ]
+        command = [sys.executable, "-m", "tools.generate_data", "--out", str(out),
+                   "--interactions", str(interactions), "--end-date", RUN_DATE]  # fmt: skip
+        command += [*(["--users", str(users)] if users else []), *(["--items", str(items)] if items else [])]
         started = time.monotonic()
         subprocess.run(command, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         print(f"    generated {interactions} interactions in {time.monotonic() - started:.1f}s")
@@ -123,28 +126,35 @@ def trained_1m_model(interactions: int):
     return model_and_seen
 
 
-def bench_stages(interactions: int, repeats: int) -> dict:
-    """Wall time of each stage (each repeat in a fresh Spark session), plus the raw reference."""
+def bench_stages(interactions: int, repeats: int, users: int | None = None, items: int | None = None) -> dict:
+    """Wall time and peak resident memory of each stage (each repeat in a fresh Spark session),
+    plus the raw reference."""
+    from bench.peak_memory import PeakMemory, jvm_pid
     from jobs.run_layout import RunLayout
     from jobs.runner import configure_logging, run_stage
     from jobs.session import spark_session
     from jobs.stages import PIPELINE, PUBLISH
 
     configure_logging()
-    summary = ensure_data(interactions)
-    cfg = bench_config(interactions)
+    summary = ensure_data(interactions, users, items)
+    cfg = bench_config(interactions, users, items)
     layout = RunLayout.from_config(cfg, RUN_DATE)
     measured = [stage.name for stage in PIPELINE.stages if stage.kind != PUBLISH]
     seconds: dict[str, list[float]] = {stage: [] for stage in (*measured, "recommend_raw_reference")}
+    peaks: dict[str, dict[str, int]] = {}
     manifest = {}
     for repeat in range(repeats):
         print(f"    stages, repeat {repeat + 1}/{repeats}")
-        with spark_session(cfg.spark, "recs-bench-stages") as spark:
-            for stage in measured:
+        with spark_session(cfg.spark, "recs-bench-stages") as spark, PeakMemory(jvm_pid(spark)) as memory:
+            for stage in (*measured, "recommend_raw_reference"):
                 started = time.monotonic()
-                run_stage(spark, cfg, layout, stage)
+                if stage == "recommend_raw_reference":
+                    raw_recommend_seconds(spark, layout, cfg.recommend.top_n)
+                else:
+                    run_stage(spark, cfg, layout, stage)
                 seconds[stage].append(time.monotonic() - started)
-            seconds["recommend_raw_reference"].append(raw_recommend_seconds(spark, layout, cfg.recommend.top_n))
+                peak = memory.take()
+                peaks[stage] = {part: max(value, peaks.get(stage, {}).get(part, 0)) for part, value in peak.items()}
         manifest = json.loads(Path(layout.manifest).read_text())
     return {
         "interactions": summary["interactions"],
@@ -160,6 +170,10 @@ def bench_stages(interactions: int, repeats: int) -> dict:
             stage: {"median": median_of(values), "runs": [round(v, 3) for v in values]}
             for stage, values in seconds.items()
         },
+        "peak_rss_mib": {
+            stage: {part: round(value / 2**20) for part, value in peak.items()} for stage, peak in peaks.items()
+        },  # fmt: skip
+        "driver_memory": cfg.spark.conf.get("spark.driver.memory"),
     }
 
 
@@ -355,26 +369,40 @@ def machine() -> dict:
     }
 
 
+def stages_markdown(st: dict) -> list[str]:
+    """The stage table of one dataset shape: wall time and, where measured, peak memory."""
+    from bench.peak_memory import PARTS as PEAK_PARTS
+
+    peaks = st.get("peak_rss_mib", {})
+    lines = [
+        f"## Stage wall time, {st['interactions']:,} interactions ({st['users']:,} users, "
+        f"{st['items']:,} items), Spark {st['spark_master']}, median of {len(st['seconds']['prepare']['runs'])}",
+        "",
+        "| stage | median s | runs | peak RSS MiB: JVM (driver and local executors) | executors' Python workers | "
+        "driver's Python |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
+    for name, v in st["seconds"].items():
+        peak = peaks.get(name, {})
+        memory = " | ".join(f"{peak[part]:,}" if part in peak else "" for part in PEAK_PARTS)
+        lines.append(f"| {name} | {v['median']} | {v['runs']} | {memory} |")
+    total = sum(v["median"] for name, v in st["seconds"].items() if name != "recommend_raw_reference")
+    lines += ["", f"Whole run without publish (sum of the stage medians): {total:.1f} s ({total / 60:.1f} min)."]
+    if peaks:
+        lines.append(f"Peaks are sampled every 0.25 s (a floor on the true peaks); spark.driver.memory "
+                     f"{st['driver_memory']}.")  # fmt: skip
+    lines += ["", f"NDCG@10: ALS {st['ndcg_at_10']['als']:.4f}, popularity {st['ndcg_at_10']['popularity']:.4f}", ""]
+    return lines
+
+
 def markdown(results: dict) -> str:
     """The results as Markdown tables."""
     lines = [f"# Benchmark {results['started_at']}", "", f"Machine: {json.dumps(results['machine'])}", ""]
     for part, started_at in results.get("carried", {}).items():
         lines += [f"The {part} tables are from the run of {started_at}, which measured them last.", ""]
-    if "stages" in results:
-        st = results["stages"]
-        lines += [
-            f"## Stage wall time, {st['interactions']:,} interactions ({st['users']:,} users, "
-            f"{st['items']:,} items), Spark {st['spark_master']}, median of {len(st['seconds']['prepare']['runs'])}",
-            "",
-            "| stage | median s | runs |",
-            "|---|---:|---|",
-        ]
-        lines += [f"| {name} | {v['median']} | {v['runs']} |" for name, v in st["seconds"].items()]
-        lines += [
-            "",
-            f"NDCG@10: ALS {st['ndcg_at_10']['als']:.4f}, popularity {st['ndcg_at_10']['popularity']:.4f}",
-            "",
-        ]
+    for part in ("stages", "nightly20m"):
+        if part in results:
+            lines += stages_markdown(results[part])
     if "topn" in results:
         from bench.topn import markdown as topn_markdown
 
@@ -451,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publish-users", type=int, default=200_000)
     parser.add_argument("--api-users", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--only", default="stages,topn,publish,api,memory")
+    parser.add_argument("--only", default="stages,topn,publish,api,memory",
+                        help="parts; nightly20m (all stages at MovieLens-20M's shape) only if named")  # fmt: skip
     parser.add_argument("--topn-shapes", default="1m,20m", help="top-n part: 1m (trained), 20m (MovieLens-20M shape)")
     parser.add_argument("--memory-users", type=int, default=50_000)
     parser.add_argument("--quick", action="store_true",
@@ -466,6 +495,9 @@ def main(argv: list[str] | None = None) -> int:
     if "stages" in parts:
         print("==> stages")
         results["stages"] = bench_stages(args.interactions, args.repeats)
+    if "nightly20m" in parts:
+        print("==> nightly20m (MovieLens-20M shape, one repeat: about an hour on 2 cores)")
+        results["nightly20m"] = bench_stages(repeats=1, **MOVIELENS_20M)
     if "topn" in parts:
         from bench.topn import bench_topn
 
@@ -499,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-PARTS = ("stages", "topn", "publish", "memory", "api")
+PARTS = ("stages", "nightly20m", "topn", "publish", "memory", "api")
 
 
 def with_earlier_parts(results: dict) -> dict:
