@@ -48,8 +48,12 @@ MOVIELENS_20M = {"interactions": 20_000_000, "users": 138_493, "items": 26_744}
 def data_folder(interactions: int, users: int | None = None, items: int | None = None) -> Path:
     """Where the generated dataset of one shape lives (the generator's own user and item counts
     when none are given)."""
-    shape = f"-{users}x{items}" if users or items else ""
-    return WORK / f"data-{interactions}{shape}"
+    return WORK / f"data-{interactions}{shape_suffix(users, items)}"
+
+
+def shape_suffix(users: int | None, items: int | None) -> str:
+    """What tells a dataset shape with set user and item counts apart in folder names."""
+    return f"-{users or 'auto'}x{items or 'auto'}" if users or items else ""
 
 
 def bench_config(interactions: int, users: int | None = None, items: int | None = None, **sections: dict):
@@ -58,7 +62,7 @@ def bench_config(interactions: int, users: int | None = None, items: int | None 
     overrides = {
         "input": {"path": str(data / "interactions")},
         "items": {"path": str(data / "items")},
-        "paths": {"runs_root": str(WORK / "runs")},
+        "paths": {"runs_root": str(WORK / f"runs{shape_suffix(users, items)}")},
         "spark": {"checkpoint_dir": str(WORK / "checkpoints")},
     }
     for section, settings in sections.items():
@@ -85,7 +89,7 @@ def raw_recommend_seconds(spark, layout, n: int) -> float:
     from pyspark.ml.recommendation import ALSModel
     from pyspark.sql import functions as F
 
-    from jobs.recommend import named_lists
+    from jobs.recommend import item_id_lookup, named_lists
     from store.contract import DEFAULT_VARIANT
 
     started = time.monotonic()
@@ -97,7 +101,10 @@ def raw_recommend_seconds(spark, layout, n: int) -> float:
         ),
     )
     users, items = spark.read.parquet(layout.users), spark.read.parquet(layout.items)
-    named_lists(top, users, items, DEFAULT_VARIANT).write.mode("overwrite").parquet(str(WORK / "raw-recommendations"))
+    item_ids = spark.sparkContext.broadcast(item_id_lookup(items))
+    named = named_lists(top, users, item_ids, DEFAULT_VARIANT)
+    named.write.mode("overwrite").parquet(str(WORK / "raw-recommendations"))
+    item_ids.unpersist()
     return time.monotonic() - started
 
 

@@ -26,6 +26,7 @@ from jobs.runner import job_main
 
 if TYPE_CHECKING:
     import numpy as np
+    from pyspark import Broadcast
     from pyspark.sql import DataFrame, SparkSession
 
     from conf.schema import Config
@@ -34,14 +35,12 @@ if TYPE_CHECKING:
 NAMED_SCHEMA = "user_idx int, items array<struct<item_id:string,score:double>>"
 
 
-def named_lists(top: DataFrame, users: DataFrame, items: DataFrame, variant: str) -> DataFrame:
+def named_lists(top: DataFrame, users: DataFrame, shared: Broadcast, variant: str) -> DataFrame:
     """Per-user ranked (item_idx, score) arrays with their ids, as the run folder keeps them:
     variant, user_id, items (array of struct<item_id, score>), best first; users with an empty
-    list are left out. The item ids go to every task once (a broadcast); lists are never
-    exploded and regrouped."""
+    list are left out. ``shared``: the run's item_id_lookup, broadcast once for every variant;
+    lists are never exploded and regrouped."""
     from pyspark.sql import functions as F
-
-    shared = top.sparkSession.sparkContext.broadcast(item_id_lookup(items))
 
     def name_partition(batches):
         position_of, ids = shared.value
@@ -66,13 +65,16 @@ def item_id_lookup(items: DataFrame) -> tuple[np.ndarray, object]:
 
 def named_batch(batch, position_of, ids):
     """An Arrow batch of user_idx, items (struct<item_idx, score>) with item ids in place of indices."""
+    import numpy as np
     import pyarrow as pa
     import pyarrow.compute as pc
 
     lists = batch.column("items")
     entries = pc.list_flatten(lists)
-    positions = position_of[entries.field("item_idx").to_numpy(zero_copy_only=False)]
-    if (positions < 0).any():
+    indices = entries.field("item_idx").to_numpy(zero_copy_only=False)
+    known = (indices >= 0) & (indices < len(position_of))
+    positions = position_of[np.where(known, indices, 0)] if len(position_of) else np.full(len(indices), -1)
+    if not known.all() or (positions < 0).any():
         raise ValueError("a ranked list names an item_idx that is not in the run's item index")
     named = pa.StructArray.from_arrays(
         [ids.take(pa.array(positions)), pc.cast(entries.field("score"), pa.float64())], names=["item_id", "score"]
@@ -173,13 +175,14 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
     seen = seen_items(interactions).cache()
     popularity = item_popularity(interactions).cache()
     variants = cfg.variants()
-    lists = None
+    lists, item_ids = None, spark.sparkContext.broadcast(item_id_lookup(items))
     for variant in variants:
         model = ALSModel.load(layout.variant_path("models", variant.name)) if variant.model == "als" else None
         top = variant_top(variant, model, popularity, seen, n, cfg.recommend.engine)
-        named = named_lists(top, users, items, variant.name)
+        named = named_lists(top, users, item_ids, variant.name)
         lists = named if lists is None else lists.unionByName(named)
     lists.write.mode("overwrite").partitionBy("variant").parquet(layout.recommendations)
+    item_ids.unpersist()
     seen.unpersist()
 
     popular = overall_popular(popularity, items, popular_n)

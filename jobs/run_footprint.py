@@ -37,8 +37,8 @@ def run_footprint(spark: SparkSession, layout: RunLayout, keys: KeyLayout, run_i
     """The run's user lists, item-to-item lists and documents as the publish job would write them."""
     from pyspark.sql import functions as F
 
-    recommendations = stored_rows(spark.read.parquet(layout.recommendations))
-    users = ranked_totals(recommendations, "item_id", F.concat_ws(":", "variant", "user_id"))
+    stored = spark.read.parquet(layout.recommendations)
+    users = ranked_totals(stored_rows(stored), "item_id", F.concat_ws(":", "variant", "user_id"), pairs=_pairs(stored))
     context = storage.read_parquet_if_complete(spark, layout.user_context)
     if context is not None:
         users = _with_context(users, context)
@@ -53,12 +53,15 @@ def run_footprint(spark: SparkSession, layout: RunLayout, keys: KeyLayout, run_i
     return RunFootprint(user_list_keys(keys, run_id, users), similar_keys, documents)
 
 
-def ranked_totals(frame: DataFrame, id_column: str, key_id: Column, label: str | None = None) -> ListTotals:
+def ranked_totals(
+    frame: DataFrame, id_column: str, key_id: Column, label: str | None = None, pairs: int | None = None
+) -> ListTotals:
     """Totals of ranked rows (rank, ``id_column``, score; rank 1 starts each list): ``key_id``
-    is what varies in each list's key, ``label`` a column printed once per list (a method)."""
+    is what varies in each list's key, ``label`` a column printed once per list (a method);
+    ``pairs``, the row count, when the caller has it."""
     from pyspark.sql import functions as F
 
-    pairs = frame.count()
+    pairs = frame.count() if pairs is None else pairs
     first = F.col("rank") == 1
     # A hash, not rand(): Spark refuses non-deterministic expressions inside an aggregate.
     sampled = F.pmod(F.xxhash64(id_column, "rank", "score"), 1_000_000) < 1_000_000 * SCORE_SAMPLE / max(pairs, 1)
@@ -79,6 +82,15 @@ def ranked_totals(frame: DataFrame, id_column: str, key_id: Column, label: str |
         score_chars=None if width is None else round(width * pairs),
         string_bytes=int(row["label_bytes"] or 0),
     )
+
+
+def _pairs(recommendations: DataFrame) -> int:
+    """The listed items of a run folder's recommendations, without exploding stored lists."""
+    from pyspark.sql import functions as F
+
+    if "rank" in recommendations.columns:
+        return recommendations.count()  # answered from the Parquet footers
+    return int(recommendations.agg(F.sum(F.size("items"))).first()[0] or 0)
 
 
 def printed_score_width(score: Column) -> Column:

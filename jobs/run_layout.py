@@ -14,7 +14,7 @@ the stage table (jobs/stages.py).
         tuning/chosen.json      the ALS setting tune chose, and why
         models/<variant>/       the fitted ALSModel of each ALS variant
         factors/<variant>/users, factors/<variant>/items                  (parquet)
-        recommendations/        user_id, rank, item_id, score            (parquet)
+        recommendations/        user_id, items (the whole list), by variant (parquet)
         popular/                scope, category, rank, item_id, score    (parquet)
         stages/<stage>.json     each build stage's own report
         manifest.json           written last: the run is complete only when it exists

@@ -157,18 +157,25 @@ def trial_data(split: DataFrame, settings: TuneSection, seed: int) -> TrialData:
     train = split.where("NOT holdout")
     held = relevant_items(split.where("holdout"))
     whole_split, cached = True, []
-    if settings.train_users is not None:
-        users = train.select("user_idx").distinct().cache()
-        sampled = sample_users(users, settings.train_users, seed).cache()
-        whole_split = sampled.count() == users.count()
-        cached += [users, sampled]
-        if not whole_split:
-            train = train.join(sampled, "user_idx", "left_semi")
-            held = held.join(sampled, "user_idx", "left_semi")
-    train, held = train.cache(), held.cache()
-    relevant = sample_users(held, settings.max_users, seed).cache()
-    seen = seen_items_of(train, relevant).cache()
-    return TrialData(train, relevant, seen, whole_split, [*cached, train, held, relevant, seen])
+    try:
+        if settings.train_users is not None:
+            users = train.select("user_idx").distinct().cache()
+            sampled = sample_users(users, settings.train_users, seed).cache()
+            cached += [users, sampled]
+            whole_split = sampled.count() == users.count()
+            if not whole_split:
+                train = train.join(sampled, "user_idx", "left_semi")
+                held = held.join(sampled, "user_idx", "left_semi")
+        train, held = train.cache(), held.cache()
+        cached += [train, held]
+        relevant = sample_users(held, settings.max_users, seed).cache()
+        seen = seen_items_of(train, relevant).cache()
+    except BaseException:
+        # A failed search keeps the last good setting and the session goes on: free what was cached.
+        for frame in cached:
+            frame.unpersist()
+        raise
+    return TrialData(train, relevant, seen, whole_split, [*cached, relevant, seen])
 
 
 def last_good_setting(spark: SparkSession, layout: RunLayout) -> tuple[dict, str] | None:

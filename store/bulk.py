@@ -30,6 +30,9 @@ def set_columns(client, keys, values, batch_size: int) -> int:
     text of the whole column is assembled by Arrow and sent a batch at a time; return keys written."""
     from redis.cluster import RedisCluster
 
+    if keys.null_count or values.null_count:
+        # A null would pack to no command at all, and its reply would be waited for in vain.
+        raise ValueError("a key or value to write is null")
     if isinstance(client, RedisCluster):
         return _pipelined(client, zip(keys.to_pylist(), values.to_pylist(), strict=True), batch_size)
     commands = packed_set_column(keys, values)

@@ -305,7 +305,7 @@ def decode_similar(raw: bytes | str) -> tuple[str, list[tuple[str, float]]]:
 
 
 # Columnar encoders: the publish job's form of encode_user_pairs and encode_similar_pairs, for
-# a whole Arrow batch at once. They give the same bytes (tests/test_contract_columnar.py holds
+# a whole Arrow batch at once. They give the same bytes (tests/test_store_columnar.py holds
 # them to it): JSON text is assembled with Arrow string kernels, and whatever they could spell
 # differently from orjson goes through orjson instead (a string that JSON must escape sends the
 # whole batch to the row-by-row encoders; a score outside the range where Arrow and orjson

@@ -5,7 +5,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from jobs.holdout import mark_holdout
 from jobs.ranking import stored_lists, stored_rows
-from jobs.recommend import category_popular, named_lists, overall_popular
+from jobs.recommend import category_popular, item_id_lookup, named_lists, overall_popular
 
 
 def holdout_items(frame):
@@ -53,17 +53,18 @@ def test_named_lists_map_back_to_string_ids_in_order(spark):
         [("v1", "alice", [("sku:b", 0.9), ("sku:a", 0.5)]), ("v1", "9007199254740993", [("sku:a", 0.7)])],
         "variant string, user_id string, items array<struct<item_id:string,score:double>>",
     )
-    named = named_lists(top.repartition(3), users, items, "v1")
+    named = named_lists(top.repartition(3), users, spark.sparkContext.broadcast(item_id_lookup(items)), "v1")
     assertDataFrameEqual(named, expected, rtol=1e-6)
     assert stored_lists(named).schema.simpleString() == expected.schema.simpleString()
 
 
-def test_named_lists_refuse_an_index_the_run_does_not_have(spark):
-    top = spark.createDataFrame([(0, [(5, 0.9)])], "user_idx int, items array<struct<item_idx:int,score:float>>")
+@pytest.mark.parametrize("unknown", [5, 9, -1], ids=["in a gap", "past the last", "negative"])
+def test_named_lists_refuse_an_index_the_run_does_not_have(spark, unknown):
+    top = spark.createDataFrame([(0, [(unknown, 0.9)])], "user_idx int, items array<struct<item_idx:int,score:float>>")
     users = spark.createDataFrame([("alice", 0)], "user_id string, user_idx int")
     items = spark.createDataFrame([("sku:a", 0), ("sku:b", 6)], "item_id string, item_idx int")
     with pytest.raises(Exception, match="not in the run's item index"):
-        named_lists(top, users, items, "v1").collect()
+        named_lists(top, users, spark.sparkContext.broadcast(item_id_lookup(items)), "v1").collect()
 
 
 def test_stored_lists_and_rows_read_both_run_folder_forms(spark):

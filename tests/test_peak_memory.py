@@ -30,7 +30,7 @@ def test_a_child_s_peak_is_kept_until_taken_even_after_it_exits():
             after = memory.take()
     finally:
         child.kill()
-    assert peak["python_workers"] > 150 * MIB, peak
-    assert after["python_workers"] < 50 * MIB, "the peak starts anew at each take"
+    # Other children of the test process (a Spark JVM of another test) count in both readings.
+    assert peak["python_workers"] - after["python_workers"] > 150 * MIB, (peak, after)
     assert peak["jvm"] == peak["driver_python"] > 10 * MIB
     assert resident_bytes(child.pid) == 0, "a process that has gone reads as 0"

@@ -158,6 +158,18 @@ def test_set_columns_writes_every_key_in_batches(redis_server, redis_client):
     assert all(redis_client.get(key) == value for key, value in writes)
 
 
+def test_a_null_key_or_value_is_refused_before_anything_is_sent(redis_server, redis_client):
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        with pytest.raises(ValueError, match="null"):
+            set_columns(client, pa.array(["a", None]), pa.array([b"1", b"2"], pa.binary()), batch_size=10)
+        with pytest.raises(ValueError, match="null"):
+            set_columns(client, pa.array(["a", "b"]), pa.array([b"1", None], pa.binary()), batch_size=10)
+    finally:
+        client.close()
+    assert redis_client.dbsize() == 0
+
+
 def test_set_columns_raises_an_error_reply_after_reading_its_batch(redis_server, redis_client):
     writes = columnar_user_writes(user_batch(8, rows=40))
     keys, values = pa.array([key for key, _ in writes]), pa.array([value for _, value in writes], pa.binary())
