@@ -60,8 +60,23 @@ def spark_session(spark_cfg: SparkSection, app_name: str) -> Iterator[SparkSessi
     spark = build_spark_session(spark_cfg, app_name)
     try:
         yield spark
+    except BaseException:
+        quiet_after_failure(spark)
+        raise
     finally:
         checkpoint_dir = spark.sparkContext.getCheckpointDir()
         if checkpoint_dir:
             storage.delete(spark, checkpoint_dir)
         spark.stop()
+
+
+def quiet_after_failure(spark: SparkSession) -> None:
+    """Silence Spark's own logging once the work has failed, before the session stops."""
+    # A failed job can leave sibling tasks running; stopping under them makes the block manager
+    # log warnings with Java stack traces about blocks it cannot remove. The job's own error is
+    # what the user needs, in one line, so nothing Spark says while shutting down is kept.
+    try:
+        spark.sparkContext.cancelAllJobs()
+        spark.sparkContext.setLogLevel("OFF")
+    except Exception:  # noqa: BLE001 - a session that is already gone has nothing left to say
+        log.debug("could not quiet Spark after a failure", exc_info=True)
