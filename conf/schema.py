@@ -206,6 +206,9 @@ class EvaluateSection(Section):
     min_user_interactions: int = Field(ge=1)
     k: int = Field(ge=1)
     seed: int
+    # Score the users tune fitted its trials on (tune.train_users), reusing tune's winner; false:
+    # fit each setting again on the whole split and score every holdout user.
+    on_tune_sample: bool = True
     slices: SliceSection
 
 

@@ -6,11 +6,13 @@ tune wrote, overall, by slice and beyond accuracy.
 Each ALS variant is scored with the model trained on the split's training part for its
 setting (the tune stage's chosen setting, with the variant's own changes): tune kept the
 winner's, so the default variant's is loaded rather than trained again; a setting tune did not
-train is trained here once and kept. Reports precision@k, recall@k, NDCG@k, MAP@k, coverage,
-novelty, average recommended popularity, head share and diversity (jobs/beyond_accuracy.py),
-and the ranking metrics per user activity, item popularity and category (jobs/slices.py);
-``als`` repeats the reference ALS variant's figures. Without timestamps the holdout is a seeded
-random one.
+train is trained here once and kept. With ``evaluate.on_tune_sample`` (the default) every
+figure is of the users tune fitted its trials on (the seeded sample of ``tune.train_users``)
+and their training interactions; without it, each setting is fitted on the whole split.
+Reports precision@k, recall@k, NDCG@k, MAP@k, coverage, novelty, average recommended
+popularity, head share and diversity (jobs/beyond_accuracy.py), and the ranking metrics per
+user activity, item popularity and category (jobs/slices.py); ``als`` repeats the reference
+ALS variant's figures. Without timestamps the holdout is a seeded random one.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from typing import TYPE_CHECKING
 
 from jobs import storage
 from jobs.beyond_accuracy import beyond_accuracy
-from jobs.holdout import keep_holdout_model, load_holdout_model, relevant_items, split_method, split_settings
+from jobs.holdout import (
+    keep_holdout_model,
+    load_holdout_model,
+    relevant_items,
+    sampled_split,
+    split_method,
+    split_settings,
+)
 from jobs.metrics import mean_metrics, metrics_of, per_user_metrics
 from jobs.ranking import item_popularity, popular_candidates, seen_items_of, top_unseen, variant_top
 from jobs.run_layout import RunLayout
@@ -41,6 +50,9 @@ class HoldoutData:
         check_split(spark, cfg, layout)
         split = spark.read.parquet(layout.split)
         self.method = split_method(split)
+        sample_bound = cfg.tune.train_users if cfg.evaluate.on_tune_sample else None
+        self.sample = sampled_split(split, sample_bound, cfg.evaluate.seed)
+        split = self.sample.split
         self.train = split.where("NOT holdout").cache()
         self.relevant = relevant_items(split.where("holdout")).cache()
         self.users = self.relevant.count()
@@ -73,6 +85,7 @@ class HoldoutData:
         """Drop the cached frames."""
         for frame in (self.train, self.relevant, self.seen, self.popularity, self.item_stats, self.activity):
             frame.unpersist()
+        self.sample.unpersist()
 
 
 def check_split(spark: SparkSession, cfg: Config, layout: RunLayout) -> None:
@@ -100,11 +113,11 @@ def holdout_model(data: HoldoutData, params: TrainSection, layout: RunLayout):
     Returns the model and whether it was reused."""
     from jobs.train import fit_als
 
-    model = load_holdout_model(layout.holdout_models, params)
+    model = load_holdout_model(layout.holdout_models, params, data.sample.sample_size)
     if model is not None:
         return model, True
     model = fit_als(data.train, params)
-    keep_holdout_model(model, layout.holdout_models, params)
+    keep_holdout_model(model, layout.holdout_models, params, data.sample.sample_size)
     return model, False
 
 
@@ -131,6 +144,7 @@ def run(spark: SparkSession, cfg: Config, layout: RunLayout) -> dict:
             "holdout_fraction": settings.holdout_fraction,
             **data.split_counts,
             "users_evaluated": data.users,
+            "user_sample": data.sample.sample_size,
             "catalog_items": data.catalog_size,
         },
         "popularity": data.score(popular_top, k),

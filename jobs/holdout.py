@@ -2,15 +2,17 @@
 
 tune writes the split once (``evaluation/split``: the prepared interactions plus ``holdout``)
 and keeps the winning trial's model under ``evaluation/models/<key>``, the key naming the ALS
-setting. evaluate scores the same split and loads a model whose setting it needs from there,
-so no model is trained twice for the same purpose; it trains (and keeps) only the settings
-tuning did not, such as an experiment variant's own.
+setting and the users it was fitted on (every user, or the seeded sample of
+``tune.train_users``). evaluate scores the same split, on the same users, and loads a model
+whose setting it needs from there, so no model is trained twice for the same purpose; it trains
+(and keeps) only the settings tuning did not, such as an experiment variant's own.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from jobs import storage
@@ -63,18 +65,66 @@ def split_method(split: DataFrame) -> str:
     return "latest_by_timestamp" if split.where("ts IS NOT NULL").limit(1).count() else "seeded_random"
 
 
-def setting_key(params: TrainSection) -> str:
-    """A short name for an ALS setting: models trained with equal settings share it."""
-    text = json.dumps(params.model_dump(mode="json"), sort_keys=True)
+def sample_users(users: DataFrame, max_users: int, seed: int) -> DataFrame:
+    """At most ``max_users`` of the users in ``users`` (one row each, with a user_idx), chosen
+    by a seeded hash (the same every run)."""
+    from pyspark.sql import functions as F
+
+    if users.count() <= max_users:  # the caller caches users
+        return users
+    return users.orderBy(F.xxhash64(F.lit(int(seed)), "user_idx"), "user_idx").limit(int(max_users))
+
+
+@dataclass
+class SampledSplit:
+    """The split kept to a seeded sample of its training users. ``sample_size`` is the
+    sample's bound, None when the split is whole (no bound, or the sample held every user)."""
+
+    split: DataFrame
+    sample_size: int | None
+    cached: list = field(default_factory=list)
+
+    def unpersist(self) -> None:
+        """Release the frames cached to draw the sample."""
+        unpersist_all(self.cached)
+
+
+def unpersist_all(frames: list) -> None:
+    """Release cached frames."""
+    for frame in frames:
+        frame.unpersist()
+
+
+def sampled_split(split: DataFrame, max_users: int | None, seed: int) -> SampledSplit:
+    """The split's rows of at most ``max_users`` of its training users (all when None), drawn
+    by ``sample_users``: tune fits its trials on them and evaluate scores them."""
+    if max_users is None:
+        return SampledSplit(split, None)
+    users = split.where("NOT holdout").select("user_idx").distinct().cache()
+    sampled = sample_users(users, max_users, seed).cache()
+    if sampled.count() == users.count():
+        users.unpersist()
+        sampled.unpersist()
+        return SampledSplit(split, None)
+    return SampledSplit(split.join(sampled, "user_idx", "left_semi"), int(max_users), [users, sampled])
+
+
+def setting_key(params: TrainSection, sample_size: int | None = None) -> str:
+    """A short name for an ALS setting fitted on the whole split (``sample_size`` None) or on a
+    user sample of that bound: models trained with equal settings on equal users share it."""
+    described = params.model_dump(mode="json")
+    if sample_size is not None:
+        described["user_sample"] = int(sample_size)
+    text = json.dumps(described, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def load_holdout_model(models_root: str, params: TrainSection) -> ALSModel | None:
-    """The model kept for this setting, or None when there is none."""
+def load_holdout_model(models_root: str, params: TrainSection, sample_size: int | None = None) -> ALSModel | None:
+    """The model kept for this setting and these users, or None when there is none."""
     from pyspark.ml.recommendation import ALSModel
     from pyspark.sql import SparkSession
 
-    path = f"{models_root}/{setting_key(params)}"
+    path = f"{models_root}/{setting_key(params, sample_size)}"
     spark = SparkSession.getActiveSession()
     # ALSModel.save writes metadata, then user factors, then item factors: the last one's
     # marker means the whole model is there, not half of a save that crashed.
@@ -83,8 +133,8 @@ def load_holdout_model(models_root: str, params: TrainSection) -> ALSModel | Non
     return ALSModel.load(path)
 
 
-def keep_holdout_model(model: ALSModel, models_root: str, params: TrainSection) -> str:
-    """Save a model trained on the split under its setting's key; return where."""
-    path = f"{models_root}/{setting_key(params)}"
+def keep_holdout_model(model: ALSModel, models_root: str, params: TrainSection, sample_size: int | None = None) -> str:
+    """Save a model trained on the split (or its user sample) under its setting's key; return where."""
+    path = f"{models_root}/{setting_key(params, sample_size)}"
     model.write().overwrite().save(path)
     return path

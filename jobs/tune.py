@@ -27,7 +27,15 @@ from typing import TYPE_CHECKING
 
 from conf.schema import TUNABLE_SETTINGS, TrainSection
 from jobs import storage
-from jobs.holdout import keep_holdout_model, relevant_items, split_interactions, split_settings
+from jobs.holdout import (
+    keep_holdout_model,
+    relevant_items,
+    sample_users,
+    sampled_split,
+    split_interactions,
+    split_settings,
+    unpersist_all,
+)
 from jobs.metrics import ranking_metrics
 from jobs.run_layout import RunLayout
 from jobs.runner import JobError, job_main
@@ -122,31 +130,20 @@ def coordinate_search(
     return result
 
 
-def sample_users(relevant: DataFrame, max_users: int, seed: int) -> DataFrame:
-    """At most ``max_users`` of the users in ``relevant`` (one row each), chosen by a seeded hash
-    (the same every run)."""
-    from pyspark.sql import functions as F
-
-    if relevant.count() <= max_users:  # the caller caches relevant
-        return relevant
-    return relevant.orderBy(F.xxhash64(F.lit(int(seed)), "user_idx"), "user_idx").limit(int(max_users))
-
-
 @dataclass
 class TrialData:
     """What every trial uses: the training interactions it fits on, the scored users' held-out
-    items and their seen items, and whether the fit saw the whole split's training part."""
+    items and their seen items, and the bound of the user sample fitted on (None: the whole split)."""
 
     train: DataFrame
     relevant: DataFrame
     seen: DataFrame
-    whole_split: bool
+    sample_size: int | None
     cached: list = field(default_factory=list)
 
     def unpersist(self) -> None:
         """Release every frame cached for the trials."""
-        for frame in self.cached:
-            frame.unpersist()
+        unpersist_all(self.cached)
 
 
 def trial_data(split: DataFrame, settings: TuneSection, seed: int) -> TrialData:
@@ -154,28 +151,19 @@ def trial_data(split: DataFrame, settings: TuneSection, seed: int) -> TrialData:
     sample of users only, and scored users drawn from that sample."""
     from jobs.ranking import seen_items_of
 
-    train = split.where("NOT holdout")
-    held = relevant_items(split.where("holdout"))
-    whole_split, cached = True, []
+    sample = sampled_split(split, settings.train_users, seed)
+    cached = list(sample.cached)
     try:
-        if settings.train_users is not None:
-            users = train.select("user_idx").distinct().cache()
-            sampled = sample_users(users, settings.train_users, seed).cache()
-            cached += [users, sampled]
-            whole_split = sampled.count() == users.count()
-            if not whole_split:
-                train = train.join(sampled, "user_idx", "left_semi")
-                held = held.join(sampled, "user_idx", "left_semi")
-        train, held = train.cache(), held.cache()
+        train = sample.split.where("NOT holdout").cache()
+        held = relevant_items(sample.split.where("holdout")).cache()
         cached += [train, held]
         relevant = sample_users(held, settings.max_users, seed).cache()
         seen = seen_items_of(train, relevant).cache()
     except BaseException:
         # A failed search keeps the last good setting and the session goes on: free what was cached.
-        for frame in cached:
-            frame.unpersist()
+        unpersist_all(cached)
         raise
-    return TrialData(train, relevant, seen, whole_split, [*cached, relevant, seen])
+    return TrialData(train, relevant, seen, sample.sample_size, [*cached, relevant, seen])
 
 
 def last_good_setting(spark: SparkSession, layout: RunLayout) -> tuple[dict, str] | None:
@@ -249,8 +237,8 @@ class TrialScorer:
 def search(
     spark: SparkSession, cfg: Config, split: DataFrame, start: dict, layout: RunLayout
 ) -> tuple[SearchResult, dict]:
-    """Run the budgeted search on the split; keep the winner's model when it was fitted on the
-    whole split; return the result and how many users the trials fitted on and scored."""
+    """Run the budgeted search on the split; keep the winner's model when evaluate will score
+    the users it was fitted on; return the result and how many users the trials fitted on and scored."""
     from pyspark.sql import functions as F
 
     settings: TuneSection = cfg.tune
@@ -260,11 +248,13 @@ def search(
         if users == 0:
             raise EmptyHoldout("the holdout is empty: no user has evaluate.min_user_interactions interactions")
         counts = {"users_scored": users, "users_trained": data.train.agg(F.countDistinct("user_idx")).first()[0],
-                  "trained_on": "whole split" if data.whole_split else "user sample"}  # fmt: skip
+                  "trained_on": "whole split" if data.sample_size is None else "user sample"}  # fmt: skip
         scorer = TrialScorer(cfg, data.train, data.seen, data.relevant)
         result = coordinate_search(scorer, start, settings.space, settings.trials, settings.time_limit_minutes * 60)
-        if scorer.best_model is not None and data.whole_split:
-            keep_holdout_model(scorer.best_model, layout.holdout_models, chosen_train(cfg, {"setting": result.best}))
+        # evaluate reuses the winner when it scores the users the trials fitted on.
+        if scorer.best_model is not None and (data.sample_size is None or cfg.evaluate.on_tune_sample):
+            winner = chosen_train(cfg, {"setting": result.best})
+            keep_holdout_model(scorer.best_model, layout.holdout_models, winner, data.sample_size)
     finally:
         data.unpersist()
     return result, counts

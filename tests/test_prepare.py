@@ -77,6 +77,16 @@ def test_quarantine_keeps_the_raw_text_and_reason(standardized):
     assert quarantine.count() == sum(1 for _, reason in ROWS if reason)
 
 
+def test_the_cached_rows_keep_raw_text_for_quarantine_only_and_split_alike(spark, standardized):
+    validated = prepare.validate_interactions(standardized, "auto")
+    slim = prepare.raw_text_on_bad_rows_only(validated)
+    raw = [name for name in prepare.QUARANTINE_COLUMNS if name != "reason"]
+    good = slim.where("reason IS NULL").select(*raw).collect()
+    assert len(good) == 4 and all(value is None for row in good for value in row)
+    for before, after in zip(prepare.split_valid(validated), prepare.split_valid(slim), strict=True):
+        assertDataFrameEqual(after, before)
+
+
 @pytest.mark.parametrize(
     ("fmt", "text", "expected"),
     [("epoch", "1700000000", 1700000000), ("epoch", "2024-01-01", None), ("epoch_ms", "1700000000123", 1700000000),

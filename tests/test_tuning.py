@@ -119,7 +119,7 @@ def test_tune_chooses_the_better_setting_and_evaluate_reuses_its_model(spark, pi
     assert trained["variants"]["default"]["params"]["rank"] == 8
 
 
-def test_trials_on_a_user_sample_choose_alike_and_evaluate_fits_the_winner_on_the_whole_split(
+def test_trials_on_a_user_sample_choose_alike_and_evaluate_scores_that_sample_with_the_winner(
     spark, pipeline_config, prepared
 ):
     cfg = tuning_config(pipeline_config, train_users=60, max_users=40)
@@ -128,10 +128,25 @@ def test_trials_on_a_user_sample_choose_alike_and_evaluate_fits_the_winner_on_th
     start, changed = report["trials"]
     assert changed["ndcg_at_k"] > start["ndcg_at_k"] + 0.1, report["trials"]
     assert report["chosen"]["setting"]["rank"] == 8
+    assert len(storage.list_names(spark, prepared.holdout_models)) == 1, "the winner is kept for evaluate"
+
+    evaluated = run_stage(spark, cfg, prepared, "evaluate")
+    assert evaluated["holdout_models"] == {"default": {"reused": True}}
+    assert (evaluated["split"]["user_sample"], evaluated["split"]["users_evaluated"]) == (60, 60)
+    # Every sampled user has 8 interactions, 7 of them in training: the sample's part of the split.
+    assert evaluated["split"]["train_pairs"] == 60 * 7
+    assert evaluated["als"]["ndcg_at_k"] > evaluated["popularity"]["ndcg_at_k"]
+
+
+def test_evaluate_off_the_tune_sample_fits_the_winner_on_the_whole_split(spark, pipeline_config, prepared):
+    cfg = tuning_config(pipeline_config, train_users=60, max_users=40)
+    cfg = cfg.model_copy(update={"evaluate": cfg.evaluate.model_copy(update={"on_tune_sample": False})})
+    assert run_stage(spark, cfg, prepared, "tune")["trained_on"] == "user sample"
     assert storage.list_names(spark, prepared.holdout_models) == [], "a sample's model is not the split's"
 
     evaluated = run_stage(spark, cfg, prepared, "evaluate")
     assert evaluated["holdout_models"] == {"default": {"reused": False}}
+    assert (evaluated["split"]["user_sample"], evaluated["split"]["users_evaluated"]) == (None, 120)
     assert storage.list_names(spark, prepared.holdout_models) != []
     whole = tuning_config(pipeline_config, train_users=120)
     assert run_stage(spark, whole, prepared, "tune")["trained_on"] == "whole split"

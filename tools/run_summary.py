@@ -139,7 +139,8 @@ def summary_lines(layout: RunLayout, users: int) -> list[str]:
     lines += tuning_lines(manifest.get("tuning"))
     if manifest["metrics"].get("variants"):
         split = manifest["metrics"]["split"]
-        lines.append(f"==> evaluation on {split['users_evaluated']} users, holdout = {split['method']}:")
+        sampled = f" (a sample of at most {split['user_sample']})" if split.get("user_sample") else ""
+        lines.append(f"==> evaluation on {split['users_evaluated']} users{sampled}, holdout = {split['method']}:")
         lines += metrics_table(manifest["metrics"])
         lines += slices_table(manifest["metrics"])
     if "cold_start" in manifest["metrics"]:
