@@ -509,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
     if "nightly20m" in parts:
         print("==> nightly20m (MovieLens-20M shape, one repeat: about 25 minutes on 2 cores)")
         with BenchRedis() as redis:
-            results["nightly20m"] = bench_stages(1, redis.url, **MOVIELENS_20M)
+            results["nightly20m"] = bench_stages(repeats=1, redis_url=redis.url, **MOVIELENS_20M)
     if "topn" in parts:
         from bench.topn import bench_topn
 
