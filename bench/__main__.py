@@ -187,7 +187,7 @@ def bench_stages(
 
 
 class BenchRedis:
-    """A private redis-server for the publish and API benchmarks."""
+    """A private redis-server for the stage, publish and API benchmarks."""
 
     def __init__(self):
         from tools.processes import RedisProcess

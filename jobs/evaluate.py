@@ -4,11 +4,12 @@ tune wrote, overall, by slice and beyond accuracy.
     spark-submit --py-files dist/recs_jobs.zip jobs/evaluate.py --run-date 2026-11-29
 
 Each ALS variant is scored with the model trained on the split's training part for its
-setting (the tune stage's chosen setting, with the variant's own changes): tune kept the
-winner's, so the default variant's is loaded rather than trained again; a setting tune did not
-train is trained here once and kept. With ``evaluate.on_tune_sample`` (the default) every
-figure is of the users tune fitted its trials on (the seeded sample of ``tune.train_users``)
-and their training interactions; without it, each setting is fitted on the whole split.
+setting (the tune stage's chosen setting, with the variant's own changes). With
+``evaluate.on_tune_sample`` (the default) and tuning on, every figure is of the users tune
+fitted its trials on (the seeded sample of ``tune.train_users``) and their training
+interactions, and the winner's model tune kept is loaded rather than trained again; otherwise
+each setting is fitted on the whole split (tune kept the winner's only when its trials fitted
+on every user). A setting no stage trained is trained here once and kept.
 Reports precision@k, recall@k, NDCG@k, MAP@k, coverage, novelty, average recommended
 popularity, head share and diversity (jobs/beyond_accuracy.py), and the ranking metrics per
 user activity, item popularity and category (jobs/slices.py); ``als`` repeats the reference
@@ -50,7 +51,8 @@ class HoldoutData:
         check_split(spark, cfg, layout)
         split = spark.read.parquet(layout.split)
         self.method = split_method(split)
-        sample_bound = cfg.tune.train_users if cfg.evaluate.on_tune_sample else None
+        # Tune's sample only when tune ran: with tuning off there is no sampled model to score.
+        sample_bound = cfg.tune.train_users if cfg.evaluate.on_tune_sample and cfg.tune.enabled else None
         self.sample = sampled_split(split, sample_bound, cfg.evaluate.seed)
         split = self.sample.split
         self.train = split.where("NOT holdout").cache()

@@ -101,10 +101,15 @@ def sampled_split(split: DataFrame, max_users: int | None, seed: int) -> Sampled
     if max_users is None:
         return SampledSplit(split, None)
     users = split.where("NOT holdout").select("user_idx").distinct().cache()
-    sampled = sample_users(users, max_users, seed).cache()
-    if sampled.count() == users.count():
-        users.unpersist()
-        sampled.unpersist()
+    sampled = users
+    try:
+        sampled = sample_users(users, max_users, seed).cache()
+        whole = sampled.count() == users.count()
+    except BaseException:
+        unpersist_all([users, sampled])
+        raise
+    if whole:
+        unpersist_all([users, sampled])
         return SampledSplit(split, None)
     return SampledSplit(split.join(sampled, "user_idx", "left_semi"), int(max_users), [users, sampled])
 

@@ -42,7 +42,7 @@ def judge(metrics: dict, current: dict | None, settings: GateSection) -> dict:
             "checks": [],
         }
     checks = [_against_popularity(ndcg, metrics, settings.max_below_popularity)]
-    checks.append(_against_current(ndcg, metrics.get("k"), current, settings.max_drop))
+    checks.append(_against_current(ndcg, metrics, current, settings.max_drop))
     failed = [check["reason"] for check in checks if check["passed"] is False]
     reason = "; ".join(failed) if failed else "; ".join(check["reason"] for check in checks)
     return {"passed": not failed, "reason": reason, "checks": checks}
@@ -61,15 +61,21 @@ def _against_popularity(ndcg: float, metrics: dict, margin: float) -> dict:
     }  # fmt: skip
 
 
-def _against_current(ndcg: float, k: int | None, current: dict | None, max_drop: float) -> dict:
+def _against_current(ndcg: float, metrics: dict, current: dict | None, max_drop: float) -> dict:
     if current is None:
         return {"check": "current_run", "passed": None, "reason": "no run is published yet"}
     if "error" in current:
         return {"check": "current_run", "passed": None, "reason": f"current run not compared: {current['error']}"}
-    theirs = (current.get("metrics") or {}).get("als") or {}
-    if theirs.get("ndcg_at_k") is None or current["metrics"].get("k") != k:
+    k, their_metrics = metrics.get("k"), current.get("metrics") or {}
+    theirs = their_metrics.get("als") or {}
+    if theirs.get("ndcg_at_k") is None or their_metrics.get("k") != k:
         return {"check": "current_run", "passed": None, "run_id": current["run_id"],
                 "reason": f"current run {current['run_id']} has no NDCG@{k} to compare with"}  # fmt: skip
+    ours_sample = (metrics.get("split") or {}).get("user_sample")
+    if their_metrics.get("user_sample") != ours_sample:
+        return {"check": "current_run", "passed": None, "run_id": current["run_id"],
+                "reason": f"current run {current['run_id']} was scored on other users "
+                          f"(user sample {their_metrics.get('user_sample')}, this run's {ours_sample})"}  # fmt: skip
     floor = theirs["ndcg_at_k"] * (1 - max_drop)
     passed = ndcg >= floor
     relation = "at least" if passed else "below"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -58,25 +58,40 @@ def build_spark_session(spark_cfg: SparkSection, app_name: str) -> SparkSession:
 def spark_session(spark_cfg: SparkSection, app_name: str) -> Iterator[SparkSession]:
     """Yield a session and stop it afterwards, removing this context's checkpoint files."""
     spark = build_spark_session(spark_cfg, app_name)
+    restore_logging = None
     try:
         yield spark
     except BaseException:
-        quiet_after_failure(spark)
+        restore_logging = quiet_after_failure(spark)
         raise
     finally:
         checkpoint_dir = spark.sparkContext.getCheckpointDir()
         if checkpoint_dir:
             storage.delete(spark, checkpoint_dir)
         spark.stop()
+        if restore_logging is not None:
+            restore_logging()
 
 
-def quiet_after_failure(spark: SparkSession) -> None:
-    """Silence Spark's own logging once the work has failed, before the session stops."""
+def quiet_after_failure(spark: SparkSession) -> Callable[[], None]:
+    """Silence Spark's own logging once the work has failed; return what turns it back on."""
     # A failed job can leave sibling tasks running; stopping under them makes the block manager
     # log warnings with Java stack traces about blocks it cannot remove. The job's own error is
-    # what the user needs, in one line, so nothing Spark says while shutting down is kept.
+    # what the user needs, in one line, so nothing Spark says while shutting down is kept. The
+    # level is the JVM's, which outlives the session: a later session in this process needs it back.
     try:
+        log4j = spark.sparkContext._jvm.org.apache.logging.log4j
+        level = log4j.LogManager.getRootLogger().getLevel()
         spark.sparkContext.cancelAllJobs()
         spark.sparkContext.setLogLevel("OFF")
     except Exception:  # noqa: BLE001 - a session that is already gone has nothing left to say
         log.debug("could not quiet Spark after a failure", exc_info=True)
+        return lambda: None
+
+    def restore() -> None:
+        try:
+            log4j.core.config.Configurator.setRootLevel(level)
+        except Exception:  # noqa: BLE001 - logging stays off rather than hiding the job's error
+            log.debug("could not restore Spark's log level", exc_info=True)
+
+    return restore

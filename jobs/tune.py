@@ -3,7 +3,8 @@
     spark-submit --py-files dist/recs_jobs.zip jobs/tune.py --run-date 2026-11-29
 
 Writes the split that tune and evaluate share (``evaluation/split``), the winning trial's model
-(``evaluation/models/<key>``, which evaluate reuses) and ``tuning/chosen.json``: the setting
+(``evaluation/models/<key>``, for evaluate to reuse when it scores the users the trials fitted
+on: every user, or the sample under ``evaluate.on_tune_sample``) and ``tuning/chosen.json``: the setting
 train uses, where it came from and why. The search starts from the last good setting (or the
 train section) and changes one setting at a time (``tune.space``, in its order), keeping each
 change that raises NDCG@k; see ``coordinate_search``. With tuning off, or when no trial

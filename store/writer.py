@@ -254,6 +254,9 @@ def headline_metrics(metrics: dict) -> dict:
         if isinstance(variants, dict)
         else variants,
         "cold_start": metrics.get("cold_start"),
+        # The bound of the user sample evaluate scored (null: every holdout user); the gate
+        # compares runs only when they were scored on the same population.
+        "user_sample": (metrics.get("split") or {}).get("user_sample"),
     }
 
 

@@ -175,3 +175,28 @@ def test_a_manifest_written_by_a_real_finalize_holds_none_of_the_secrets(tmp_pat
     assert config["store"]["url"] == "rediss://recs:***@cache.internal:6380/0?password=***&ssl_ca_certs=/etc/ca.pem"
     assert config["spark"]["conf"]["spark.hadoop.fs.s3a.secret.key"] == "***"
     assert config["spark"]["conf"]["spark.sql.session.timeZone"] == "UTC", "ordinary settings are kept"
+
+
+def test_a_failed_session_is_quiet_while_it_stops_and_logging_comes_back_for_the_next(tmp_path):
+    script = """
+import sys
+from conf import load_config
+from jobs.session import spark_session
+
+cfg = load_config(environ={}).spark.model_copy(update={"master": "local[1]", "checkpoint_dir": sys.argv[1]})
+root = None
+try:
+    with spark_session(cfg, "failing") as spark:
+        root = spark.sparkContext._jvm.org.apache.logging.log4j.LogManager.getRootLogger()
+        before = root.getLevel().toString()
+        raise ValueError("the work failed")
+except ValueError:
+    pass
+print("after stop:", root.getLevel().toString(), "before:", before)
+"""
+    result = subprocess.run([sys.executable, "-c", script, str(tmp_path / "checkpoints")], env=project_env(),
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    line = next(line for line in result.stdout.splitlines() if line.startswith("after stop:"))
+    after, before = line.removeprefix("after stop: ").split(" before: ")
+    assert before != "OFF" and after == before, line

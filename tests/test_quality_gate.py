@@ -54,6 +54,16 @@ def test_what_cannot_be_compared_does_not_hold_the_run():
     assert judge(metrics(0.0), current(0.9), off) == {"passed": True, "reason": "the quality gate is off", "checks": []}
 
 
+def test_runs_scored_on_other_users_are_not_compared_and_runs_on_the_same_sample_are():
+    sampled = {"run_id": "2026-11-28_x", "metrics": {**metrics(0.9), "user_sample": 20000}}
+    decision = judge(metrics(0.2), sampled, GATE)
+    assert decision["passed"] is True
+    assert decision["checks"][1]["reason"] == (
+        "current run 2026-11-28_x was scored on other users (user sample 20000, this run's None)"
+    )
+    assert judge({**metrics(0.2), "split": {"user_sample": 20000}}, sampled, GATE)["passed"] is False
+
+
 @pytest.fixture
 def cfg(base_config, redis_server, tmp_path):
     return with_overrides(

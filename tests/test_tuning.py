@@ -136,6 +136,9 @@ def test_trials_on_a_user_sample_choose_alike_and_evaluate_scores_that_sample_wi
     # Every sampled user has 8 interactions, 7 of them in training: the sample's part of the split.
     assert evaluated["split"]["train_pairs"] == 60 * 7
     assert evaluated["als"]["ndcg_at_k"] > evaluated["popularity"]["ndcg_at_k"]
+    other_sample = run_stage(spark, tuning_config(pipeline_config, train_users=80, max_users=40), prepared, "evaluate")
+    assert other_sample["holdout_models"] == {"default": {"reused": False}}, "another sample's model is not reused"
+    assert other_sample["split"]["user_sample"] == 80
 
 
 def test_evaluate_off_the_tune_sample_fits_the_winner_on_the_whole_split(spark, pipeline_config, prepared):
@@ -162,13 +165,14 @@ def test_with_tuning_off_the_last_good_setting_is_kept(spark, pipeline_config, p
     earlier_run(spark, prepared, "2026-11-20", good)
     earlier_run(spark, prepared, "2026-11-25", {**good, "rank": 3}, gate_passed=False)  # held: not good
     earlier_run(spark, prepared, "2026-12-01", {**good, "rank": 5})  # later than this run: not earlier
-    report = run_stage(spark, tuning_config(pipeline_config, enabled=False), prepared, "tune")
+    report = run_stage(spark, tuning_config(pipeline_config, enabled=False, train_users=60), prepared, "tune")
     assert report["chosen"] == {
         "setting": good, "source": "last_good", "from_run": "2026-11-20",
         "reason": "tuning is off; the last good setting, of run 2026-11-20",
     }  # fmt: skip
-    evaluated = run_stage(spark, tuning_config(pipeline_config, enabled=False), prepared, "evaluate")
+    evaluated = run_stage(spark, tuning_config(pipeline_config, enabled=False, train_users=60), prepared, "evaluate")
     assert evaluated["holdout_models"] == {"default": {"reused": False}}, "nothing kept: evaluate trains once"
+    assert evaluated["split"]["user_sample"] is None, "no tune sample to score with tuning off"
 
 
 def test_when_every_trial_fails_the_train_section_is_used(spark, pipeline_config, prepared, monkeypatch):
