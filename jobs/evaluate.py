@@ -30,6 +30,7 @@ from jobs.holdout import (
     sampled_split,
     split_method,
     split_settings,
+    unpersist_all,
 )
 from jobs.metrics import mean_metrics, metrics_of, per_user_metrics
 from jobs.ranking import item_popularity, popular_candidates, seen_items_of, top_unseen, variant_top
@@ -85,8 +86,7 @@ class HoldoutData:
 
     def release(self) -> None:
         """Drop the cached frames."""
-        for frame in (self.train, self.relevant, self.seen, self.popularity, self.item_stats, self.activity):
-            frame.unpersist()
+        unpersist_all([self.train, self.relevant, self.seen, self.popularity, self.item_stats, self.activity])
         self.sample.unpersist()
 
 

@@ -67,7 +67,7 @@ def split_method(split: DataFrame) -> str:
 
 def sample_users(users: DataFrame, max_users: int, seed: int) -> DataFrame:
     """At most ``max_users`` of the users in ``users`` (one row each, with a user_idx), chosen
-    by a seeded hash (the same every run)."""
+    by a seeded hash (the same every run); ``users`` itself when there are no more than that."""
     from pyspark.sql import functions as F
 
     if users.count() <= max_users:  # the caller caches users
@@ -101,16 +101,15 @@ def sampled_split(split: DataFrame, max_users: int | None, seed: int) -> Sampled
     if max_users is None:
         return SampledSplit(split, None)
     users = split.where("NOT holdout").select("user_idx").distinct().cache()
-    sampled = users
     try:
-        sampled = sample_users(users, max_users, seed).cache()
-        whole = sampled.count() == users.count()
+        sampled = sample_users(users, max_users, seed)
     except BaseException:
-        unpersist_all([users, sampled])
+        users.unpersist()
         raise
-    if whole:
-        unpersist_all([users, sampled])
+    if sampled is users:  # sample_users keeps every user when there are no more than the bound
+        users.unpersist()
         return SampledSplit(split, None)
+    sampled = sampled.cache()
     return SampledSplit(split.join(sampled, "user_idx", "left_semi"), int(max_users), [users, sampled])
 
 
