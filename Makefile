@@ -11,6 +11,8 @@ VENV := $(CURDIR)/.venv
 VENV_PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 BUNDLE := $(CURDIR)/dist/recs_jobs.zip
+# Spark's classes, parsed and verified once, for every driver JVM to map (spark.class_archive).
+JVM_ARCHIVE := $(CURDIR)/var/jvm/spark-classes.jsa
 # The executors' Python: a small venv of what jobs/, store/ and conf/ import, packed for --archives.
 EXECUTOR_VENV := $(CURDIR)/.venv-executor
 EXECUTOR_ENV := $(CURDIR)/dist/executor-env.tar.gz
@@ -66,6 +68,15 @@ venv: prereqs $(VENV_STAMP) ## Create .venv with the pinned dependencies
 bundle: $(VENV_STAMP) ## Zip the project's code for spark-submit --py-files
 	@$(VENV_PY) -m tools.bundle $(BUNDLE) >/dev/null
 
+.PHONY: jvm-archive
+jvm-archive: $(JVM_ARCHIVE) ## Build the class archive Spark drivers map at start (about 45 s, once per install)
+
+# Rebuilt when the virtualenv changes: an archive of other jars is ignored by the JVM, so a stale
+# one costs nothing but the time it no longer saves. After a Java upgrade, delete it and make it again.
+$(JVM_ARCHIVE): $(VENV_STAMP)
+	@echo "==> building the JVM class archive of Spark's classes (once per install; make jvm-archive)"
+	@RECS__SPARK__CLASS_ARCHIVE=$@ $(VENV_PY) -m tools.jvm_archive
+
 .PHONY: executor-env
 executor-env: $(EXECUTOR_ENV) ## Pack the executors' virtualenv for spark-submit --archives (dist/executor-env.tar.gz)
 
@@ -81,7 +92,7 @@ $(EXECUTOR_ENV): $(VENV_STAMP) requirements-executor.in requirements.lock
 	  --exclude 'lib/python*/site-packages/*/tests/*' --output $@.tmp && chmod 644 $@.tmp && mv $@.tmp $@
 
 .PHONY: demo
-demo: venv bundle demo-redis ## Generate data, run the nightly DAG once, publish, serve, show the results
+demo: venv bundle jvm-archive demo-redis ## Generate data, run the nightly DAG once, publish, serve, show the results
 	@mkdir -p $(VAR)/logs
 	@echo "==> generating $(DEMO_INTERACTIONS) interactions (plus 9 bad rows) into var/data"
 	@$(VENV_PY) -m tools.generate_data --out $(VAR)/data --interactions $(DEMO_INTERACTIONS) \
@@ -168,7 +179,7 @@ browser: ## Install Debian's chromium and chromium-driver for the dashboard test
 	    $$APT update -q >/dev/null && DEBIAN_FRONTEND=noninteractive $$APT install -y -q chromium chromium-driver >/dev/null; }; }
 
 .PHONY: test
-test: venv bundle executor-env browser ## Run the whole test suite (starts its own redis-server; installs chromium if missing)
+test: venv bundle executor-env browser jvm-archive ## Run the whole test suite (starts its own redis-server; installs chromium if missing)
 	@$(VENV_PY) -m pytest $(PYTEST_ARGS)
 
 .PHONY: test-faults

@@ -4,6 +4,8 @@
     python -m bench --only api --repeats 5
 
 Each figure comes with a reference measured in the same run on the same machine:
+- jvm: a spark-submit's driver start with the class archive next to the same without it
+  (bench/jvm_start.py), the cost the nightly DAG pays once per task;
 - stages: the recommend stage next to raw ``recommendForAllUsers`` (no seen-item exclusion,
   no popular lists), which is what exactness costs;
 - publish: the Spark job's keys/s next to a driver-side loader on one connection, unpipelined
@@ -410,6 +412,10 @@ def markdown(results: dict) -> str:
     lines = [f"# Benchmark {results['started_at']}", "", f"Machine: {json.dumps(results['machine'])}", ""]
     for part, started_at in results.get("carried", {}).items():
         lines += [f"The {part} tables are from the run of {started_at}, which measured them last.", ""]
+    if "jvm" in results:
+        from bench.jvm_start import markdown as jvm_markdown
+
+        lines += jvm_markdown(results["jvm"])
     for part in ("stages", "nightly20m"):
         if part in results:
             lines += stages_markdown(results[part])
@@ -489,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--publish-users", type=int, default=200_000)
     parser.add_argument("--api-users", type=int, default=100_000)
     parser.add_argument("--seconds", type=float, default=8.0)
-    parser.add_argument("--only", default="stages,topn,publish,api,memory",
+    parser.add_argument("--only", default="jvm,stages,topn,publish,api,memory",
                         help="parts; nightly20m (all stages at MovieLens-20M's shape) only if named")  # fmt: skip
     parser.add_argument("--topn-shapes", default="1m,20m", help="top-n part: 1m (trained), 20m (MovieLens-20M shape)")
     parser.add_argument("--memory-users", type=int, default=50_000)
@@ -502,6 +508,11 @@ def main(argv: list[str] | None = None) -> int:
     parts = set(args.only.split(","))
     WORK.mkdir(parents=True, exist_ok=True)
     results = {"started_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine()}
+    if "jvm" in parts:
+        from bench.jvm_start import bench_jvm_start
+
+        print("==> jvm (driver start, with and without the class archive)")
+        results["jvm"] = bench_jvm_start(args.repeats, WORK)
     if "stages" in parts:
         print("==> stages")
         with BenchRedis() as redis:
@@ -543,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-PARTS = ("stages", "nightly20m", "topn", "publish", "memory", "api")
+PARTS = ("jvm", "stages", "nightly20m", "topn", "publish", "memory", "api")
 
 
 def with_earlier_parts(results: dict) -> dict:

@@ -46,6 +46,9 @@ class SparkSection(Section):
     # A packed virtualenv (make executor-env) that executors unpack and run Python from; None:
     # their own python3. Optional here so that tools can build a section for a local session.
     python_env: str | None = Field(default=None, min_length=1)
+    # A JVM class-data archive of Spark's classes (make jvm-archive) that local drivers map at
+    # start when the file exists; None: never.
+    class_archive: str | None = Field(default=None, min_length=1)
 
     def conf_strings(self) -> dict[str, str]:
         """The Spark settings as SparkConf expects them: text, booleans in lower case."""

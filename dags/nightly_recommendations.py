@@ -37,6 +37,7 @@ from airflow.providers.standard.operators.python import BranchPythonOperator, Py
 from airflow.sdk import DAG
 
 from conf import load_config
+from jobs.session import DRIVER_JAVA_OPTIONS, driver_java_options
 from jobs.stages import GATE, PIPELINE
 from jobs.storage import absolute_uri
 from orchestration.spark_job import SparkJobOperator
@@ -71,9 +72,8 @@ def fail_held(run_dir: str, run_date: str) -> None:
 
 def spark_task(stage) -> SparkJobOperator:
     """One stage's spark-submit."""
-    conf = cfg.spark.conf_strings()
-    # The log format joins the driver's Java options of the config rather than replacing them.
-    driver_options = " ".join(filter(None, (conf.get("spark.driver.extraJavaOptions"), LOG4J_OPTION)))
+    # The log format and the class archive join the driver's Java options of the config.
+    driver_options = driver_java_options(cfg.spark, LOG4J_OPTION)
     return SparkJobOperator(
         task_id=stage.name,
         doc_md=f"`{stage.script}`: {stage.summary}",
@@ -82,7 +82,7 @@ def spark_task(stage) -> SparkJobOperator:
         py_files=BUNDLE_PATH,
         application_args=[*config_args, "--run-date", "{{ ds }}"],
         name=f"recs-{stage.name}-{{{{ ds }}}}",
-        conf={**conf, "spark.driver.extraJavaOptions": driver_options},
+        conf={**cfg.spark.conf_strings(), DRIVER_JAVA_OPTIONS: driver_options},
         python_env=cfg.spark.python_env,
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +22,10 @@ log = logging.getLogger("recs.session")
 # Where each executor unpacks the packed virtualenv (spark.python_env), in its working folder.
 PYTHON_ENV_ALIAS = "environment"
 EXECUTOR_PYTHON = f"./{PYTHON_ENV_ALIAS}/bin/python"
+DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+# The JVM says nothing about an archive it cannot use (built by another Java or for other
+# jars); it then loads the classes from the jars as it would without one.
+QUIET_CLASS_ARCHIVE = ("-Xlog:cds=off", "-Xlog:cds+dynamic=off")
 
 
 def launched_by_spark_submit() -> bool:
@@ -31,6 +36,20 @@ def launched_by_spark_submit() -> bool:
 def python_env_archive(python_env: str) -> str:
     """The packed virtualenv as --archives and spark.archives take it, unpacked as ./environment."""
     return f"{storage.absolute_uri(python_env)}#{PYTHON_ENV_ALIAS}"
+
+
+def class_archive_options(spark_cfg: SparkSection) -> list[str]:
+    """The JVM options that map spark.class_archive, or none when it is unset or not built."""
+    archive = spark_cfg.class_archive
+    if not archive or not os.path.isfile(archive):
+        return []
+    return [f"-XX:SharedArchiveFile={shlex.quote(os.path.abspath(archive))}", *QUIET_CLASS_ARCHIVE]
+
+
+def driver_java_options(spark_cfg: SparkSection, *extra: str) -> str:
+    """spark.driver.extraJavaOptions: the config's own, then ``extra``, then the class archive's."""
+    own = spark_cfg.conf_strings().get(DRIVER_JAVA_OPTIONS)
+    return " ".join(filter(None, (own, *extra, *class_archive_options(spark_cfg))))
 
 
 def build_spark_session(spark_cfg: SparkSection, app_name: str) -> SparkSession:
@@ -49,6 +68,8 @@ def build_spark_session(spark_cfg: SparkSection, app_name: str) -> SparkSession:
             os.environ["PYSPARK_PYTHON"] = EXECUTOR_PYTHON
     for key, value in spark_cfg.conf_strings().items():
         builder = builder.config(key, value)
+    if not launched_by_spark_submit() and (java_options := driver_java_options(spark_cfg)):
+        builder = builder.config(DRIVER_JAVA_OPTIONS, java_options)
     spark = builder.getOrCreate()
     spark.sparkContext.setCheckpointDir(storage.absolute_uri(spark_cfg.checkpoint_dir))
     return spark
