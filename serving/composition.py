@@ -41,21 +41,25 @@ def compose(
     picks = exploration_picks(answer, category, exclude | set(answer.seen), slots, user_id)
     used = set(exclude) | set(picks)
     chosen: list[Entry] = []
+    wanted = n - len(picks)
 
     def take(items: Iterable[tuple[str, float]], source: str, skip: set[str], check_category: bool) -> None:
         for item_id, score in items:
-            if len(chosen) >= n - len(picks):
-                return
             if item_id in used or item_id in skip:
                 continue
             if check_category and not in_category(snapshot, item_id, category):
                 continue
             used.add(item_id)
             chosen.append(Entry(item_id, score, source))
+            if len(chosen) >= wanted:
+                return
 
-    take(answer.items, answer.source, set(), check_category=True)
-    # The category's own popular list needs no check (a fallback-file snapshot has no item categories).
-    take(top_up, fallback, set(answer.seen), check_category=False)
+    if wanted > 0:
+        take(answer.items, answer.source, set(), check_category=category is not None)
+    # Most answers are full by now; the top-up pass and its set of seen items cost nothing then.
+    if len(chosen) < wanted:
+        # The category's own popular list needs no check (a fallback-file snapshot has no item categories).
+        take(top_up, fallback, set(answer.seen), check_category=False)
     return chosen + [Entry(item_id, 0.0, NEW) for item_id in picks]
 
 

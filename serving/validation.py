@@ -41,8 +41,11 @@ def check_utf8(environ: Mapping[str, str]) -> None:
     from urllib.parse import unquote_to_bytes
 
     # WSGI gives both as latin-1 text; the server has already percent-decoded the path.
-    path = environ.get("PATH_INFO", "").encode("latin-1", "replace")
-    query = unquote_to_bytes(environ.get("QUERY_STRING", "").encode("latin-1", "replace"))
+    path_text, query_text = environ.get("PATH_INFO", ""), environ.get("QUERY_STRING", "")
+    if path_text.isascii() and query_text.isascii() and "%" not in query_text:
+        return  # ASCII is UTF-8: the common case, checked without decoding anything
+    path = path_text.encode("latin-1", "replace")
+    query = unquote_to_bytes(query_text.encode("latin-1", "replace"))
     for raw, name in ((path, "path"), (query, "query string")):
         try:
             raw.decode("utf-8")

@@ -278,12 +278,18 @@ def encode_user_pairs(pairs: Sequence[Sequence], seen: Iterable[str], categories
     return _json({"items": pairs, "seen": list(seen), "categories": list(categories)})
 
 
-def decode_user_list(raw: bytes | str) -> tuple[list[tuple[str, float]], list[str], list[str]]:
-    """Decode a user's list written by encode_user_list: (items, seen, categories)."""
+def decode_user_list(
+    raw: bytes | str, first: int | None = None
+) -> tuple[list[tuple[str, float]], list[str], list[str]]:
+    """Decode a user's list written by encode_user_list: (items, seen, categories); with
+    ``first``, only the list's first that many items are checked and returned."""
     document = _parsed(raw)
     if type(document) is not dict or not {"items", "seen", "categories"} <= document.keys():
         raise ValueError("user list is not {items, seen, categories}")
-    return _ranked(document["items"]), _strings(document["seen"]), _strings(document["categories"])
+    items = document["items"]
+    if first is not None and type(items) is list:
+        items = items[:first]
+    return _ranked(items), _strings(document["seen"]), _strings(document["categories"])
 
 
 def encode_similar(method: str, items: Iterable[tuple[str, float]]) -> bytes:

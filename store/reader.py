@@ -140,10 +140,11 @@ class StoreReader:
             observe=observe,
         )
 
-    def recommendations(self, user_id: str, forced_variant: str | None = None) -> Answer:
+    def recommendations(self, user_id: str, forced_variant: str | None = None, first: int | None = None) -> Answer:
         """A user's list in their variant (or ``forced_variant``, for QA): personalized if the
         current run knows the user, else its popular list. With an experiment running, the
-        same round trip records that the user was served their variant."""
+        same round trip records that the user was served their variant. With ``first``, a
+        personalized answer holds only the stored list's first that many items."""
         snapshot = self.current()
         assignment = snapshot.assignment
         if forced_variant is not None and forced_variant not in snapshot.variants:
@@ -176,7 +177,7 @@ class StoreReader:
             if raw is None:
                 return Answer(snapshot.run_id, POPULAR, snapshot.popular, snapshot, **labels)
             try:
-                items, seen, categories = decode_user_list(raw)
+                items, seen, categories = decode_user_list(raw, first)
             except ValueError as exc:
                 raise StoreDataError(str(exc)) from exc
             return Answer(snapshot.run_id, PERSONALIZED, items, snapshot, **labels, seen=tuple(seen),

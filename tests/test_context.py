@@ -65,6 +65,14 @@ def test_excluded_items_are_left_out_and_the_list_still_has_n(client, seeded):
     assert bad.status_code == 400 and "exclude item id must not be empty" in bad.get_json()["detail"]
 
 
+@pytest.mark.parametrize("exclude", ["c0", "c0,zz"])
+def test_only_the_first_n_plus_excluded_stored_items_are_needed_and_all_of_them_are_used(client, seeded, exclude):
+    # Lookups decode n + len(exclude) of the stored items: the excluded item's place is taken by
+    # the next stored item (c1, fourth of alice's six), not by a popular one.
+    answer = client.get(f"/v1/recommendations/alice?n=3&exclude={exclude}")
+    assert items_of(answer) == [("d5", "personalized"), ("x1", "personalized"), ("c1", "personalized")]
+
+
 def test_unknown_users_with_a_category_get_that_categorys_popular_list(client, seeded):
     response = client.get("/v1/recommendations/stranger?category=Comedy&n=3&exclude=c1")
     assert response.get_json()["source"] == "popular"

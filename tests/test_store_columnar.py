@@ -183,3 +183,12 @@ def test_set_columns_raises_an_error_reply_after_reading_its_batch(redis_server,
     # The connection went back to the pool disconnected, so no stale reply is read next.
     assert client.ping() and client.get("absent") is None
     client.close()
+
+
+def test_a_user_list_decoded_in_part_checks_and_returns_only_that_part():
+    stored = orjson.dumps({"items": [["a", 0.9], ["b", 0.8], ["c", "not a score"]], "seen": ["s"], "categories": []})
+    assert decode_user_list(stored, 2) == ([("a", 0.9), ("b", 0.8)], ["s"], [])
+    with pytest.raises(ValueError, match="ranked list"):
+        decode_user_list(stored, 3)
+    with pytest.raises(ValueError, match="ranked list"):
+        decode_user_list(stored)
