@@ -23,9 +23,13 @@ import sys
 import time
 from pathlib import Path
 
+from conf import load_config
+
 ROOT = Path(__file__).resolve().parents[1]
 RUN_ID = "2026-11-29_20261129T020000000000Z"
-WORKERS, THREADS = 2, 8
+# Every server runs with the project's shipped thread count, so that the floors are measured
+# under the same server settings as the project.
+WORKERS, THREADS = 2, load_config().api.threads
 
 
 def seed(redis_url: str, users: int, per_user: int = 100) -> None:
