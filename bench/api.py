@@ -27,9 +27,13 @@ from conf import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_ID = "2026-11-29_20261129T020000000000Z"
-# Every server runs with the project's shipped thread count, so that the floors are measured
-# under the same server settings as the project.
-WORKERS, THREADS = 2, load_config().api.threads
+WORKERS = 2
+
+
+def shipped_threads() -> int:
+    """The request threads per worker of conf/recs.yaml, which every server under test gets, so
+    that the floors run under the project's own server settings."""
+    return load_config(environ={}).api.threads
 
 
 def seed(redis_url: str, users: int, per_user: int = 100) -> None:
@@ -56,12 +60,13 @@ def server_commands(port: int) -> dict[str, list[str]]:
     """How each server under test starts, listening on ``port``."""
     python = sys.executable
     bin_dir = Path(python).parent
+    threads = str(shipped_threads())
     return {
         "project": [python, "-m", "serving.server"],
         "floor_granian": [str(bin_dir / "granian"), "--interface", "wsgi", "--workers", str(WORKERS),
-                          "--blocking-threads", str(THREADS), "--port", str(port), "--no-ws", "--factory",
+                          "--blocking-threads", threads, "--port", str(port), "--no-ws", "--factory",
                           "bench.reference_apps:create_bare_app"],
-        "floor_gunicorn": [str(bin_dir / "gunicorn"), "-k", "gthread", "-w", str(WORKERS), "--threads", str(THREADS),
+        "floor_gunicorn": [str(bin_dir / "gunicorn"), "-k", "gthread", "-w", str(WORKERS), "--threads", threads,
                            "-b", f"127.0.0.1:{port}", "bench.reference_apps:create_bare_app()"],
         "textbook": [python, "-m", "bench.reference_apps", "textbook", str(port)],
     }  # fmt: skip
@@ -79,7 +84,7 @@ class Server:
             RECS__STORE__URL=redis_url,
             RECS__API__BIND=f"127.0.0.1:{self.port}",
             RECS__API__WORKERS=str(WORKERS),
-            RECS__API__THREADS=str(THREADS),
+            RECS__API__THREADS=str(shipped_threads()),
             RECS__API__FALLBACK_FILE=str(log_dir / "fallback.json"),
             RECS__API__METRICS_DIR=str(log_dir / "metrics"),
         )
@@ -175,7 +180,7 @@ def bench_api(redis, users: int, repeats: int, seconds: float, work: Path) -> di
         "driver": "wrk" if shutil.which("wrk") else "bench/load.py (wrk not installed)",
         "users": users,
         "workers": WORKERS,
-        "threads": THREADS,
+        "threads": shipped_threads(),
         "seconds_per_run": seconds,
         "repeats": repeats,
         "rows": results,

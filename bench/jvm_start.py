@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from conf.schema import SparkSection
-from jobs.session import class_archive_options
+from jobs.class_archive import class_archive_options
 from tools.jvm_archive import build_archive, spark_submit_path, submit_env
 
 PROBE = """

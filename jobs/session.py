@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from jobs import storage
+from jobs.class_archive import class_archive_options
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -23,9 +23,6 @@ log = logging.getLogger("recs.session")
 PYTHON_ENV_ALIAS = "environment"
 EXECUTOR_PYTHON = f"./{PYTHON_ENV_ALIAS}/bin/python"
 DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
-# The JVM says nothing about an archive it cannot use (built by another Java or for other
-# jars); it then loads the classes from the jars as it would without one.
-QUIET_CLASS_ARCHIVE = ("-Xlog:cds=off", "-Xlog:cds+dynamic=off")
 
 
 def launched_by_spark_submit() -> bool:
@@ -36,14 +33,6 @@ def launched_by_spark_submit() -> bool:
 def python_env_archive(python_env: str) -> str:
     """The packed virtualenv as --archives and spark.archives take it, unpacked as ./environment."""
     return f"{storage.absolute_uri(python_env)}#{PYTHON_ENV_ALIAS}"
-
-
-def class_archive_options(spark_cfg: SparkSection) -> list[str]:
-    """The JVM options that map spark.class_archive, or none when it is unset or not built."""
-    archive = spark_cfg.class_archive
-    if not archive or not os.path.isfile(archive):
-        return []
-    return [f"-XX:SharedArchiveFile={shlex.quote(os.path.abspath(archive))}", *QUIET_CLASS_ARCHIVE]
 
 
 def driver_java_options(spark_cfg: SparkSection, *extra: str) -> str:

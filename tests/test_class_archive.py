@@ -2,6 +2,7 @@
 mapped by the drivers the jobs and the DAG start, and ignored without a word when it is unusable."""
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from conf.schema import SparkSection
+from jobs.class_archive import runtime_stamp, stamp_path, write_stamp
 from jobs.session import driver_java_options
 from tools.jvm_archive import build_archive
 from tools.processes import ROOT, project_env
@@ -21,21 +23,28 @@ def section(tmp_path: Path, archive: str | None, **conf: str) -> SparkSection:
                         class_archive=archive)  # fmt: skip
 
 
-def test_driver_options_name_the_archive_only_when_it_exists(tmp_path):
-    archive = tmp_path / "classes.jsa"
+def test_driver_options_name_the_archive_only_when_it_is_built_for_this_java_and_pyspark(tmp_path):
+    archive = tmp_path / "class archive.jsa"  # a space, which the option quotes
     configured = section(tmp_path, str(archive), **{"spark.driver.extraJavaOptions": OWN_OPTIONS})
     assert driver_java_options(configured, "-Dextra=1") == f"{OWN_OPTIONS} -Dextra=1"
-    archive.write_bytes(b"not built yet")
-    options = driver_java_options(configured, "-Dextra=1").split()
-    assert options[:2] == [OWN_OPTIONS, "-Dextra=1"]
-    assert options[2] == f"-XX:SharedArchiveFile={archive}"
+    archive.write_bytes(b"an archive without its stamp")
+    assert driver_java_options(configured) == OWN_OPTIONS, "no stamp: not known to fit this Java"
+    write_stamp(str(archive))
+    options = shlex.split(driver_java_options(configured, "-Dextra=1"))
+    assert options[:3] == [OWN_OPTIONS, "-Dextra=1", f"-XX:SharedArchiveFile={archive}"]
     assert set(options[3:]) == {"-Xlog:cds=off", "-Xlog:cds+dynamic=off"}
+    Path(stamp_path(str(archive))).write_text(json.dumps({**runtime_stamp(), "pyspark": "0.0.1"}))
+    assert driver_java_options(configured) == OWN_OPTIONS, "built for another PySpark"
+    write_stamp(str(archive))
+    remote = section(tmp_path, str(archive), **{"spark.submit.deployMode": "cluster"})
+    assert driver_java_options(remote) == "", "a driver in cluster deploy mode runs on another machine"
     assert driver_java_options(section(tmp_path, None)) == ""
 
 
 def test_the_dag_passes_the_archive_to_every_spark_submit(tmp_path):
     archive = tmp_path / "classes.jsa"
     archive.write_bytes(b"any file")
+    write_stamp(str(archive))
     dag_file = str(ROOT / "dags" / "nightly_recommendations.py")
     probe = (
         "import importlib.util, json\n"
@@ -80,9 +89,9 @@ def run_probe(tmp_path: Path, archive: Path) -> tuple[subprocess.CompletedProces
     return result, class_log.read_text() if class_log.exists() else ""
 
 
-def test_a_built_archive_is_complete_and_a_driver_maps_spark_classes_from_it(built_archive, tmp_path):
+def test_a_built_archive_is_stamped_and_a_driver_maps_spark_classes_from_it(built_archive, tmp_path):
     assert built_archive.stat().st_size > 50 * 2**20
-    assert not list(built_archive.parent.glob(".*partial")), "the partial file was moved into place"
+    assert json.loads(Path(stamp_path(str(built_archive))).read_text()) == runtime_stamp()
     result, class_log = run_probe(tmp_path, built_archive)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "rows 5" in result.stdout
@@ -90,11 +99,12 @@ def test_a_built_archive_is_complete_and_a_driver_maps_spark_classes_from_it(bui
     assert len(from_archive) > 1000, "Spark's classes came from the archive's top layer"
 
 
-def test_an_unusable_archive_is_ignored_without_a_word(tmp_path):
+def test_an_archive_without_a_matching_stamp_is_left_out_and_the_jdks_own_archive_still_serves(tmp_path):
     junk = tmp_path / "stale.jsa"
     junk.write_bytes(b"\x00" * 4096)
     result, class_log = run_probe(tmp_path, junk)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "rows 5" in result.stdout
     assert "cds" not in result.stderr and "shared archive" not in result.stderr.lower()
-    assert "(top)" not in class_log and "org.apache.spark." in class_log, "classes loaded from the jars"
+    assert "(top)" not in class_log and "org.apache.spark." in class_log, "Spark's classes loaded from the jars"
+    assert "java.lang.Object source: shared objects file" in class_log, "the JDK's own archive was not lost"

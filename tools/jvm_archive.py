@@ -10,17 +10,19 @@ tasks do, with ``-XX:ArchiveClassesAtExit``; the JVM writes the classes it loade
 The workload touches what the pipeline's stages use: CSV parsing, windows, joins, aggregation,
 caching, Parquet and JSON, an ALS fit with checkpoints, Arrow batches to and from Python.
 
-The archive belongs to one Java build and one set of Spark jars. A driver started with another
-ignores it without a word (jobs/session.py), so after a Java or Spark upgrade the archive is
-only dead weight until it is built again; the Makefile rebuilds it when the virtualenv changes.
-The file is written next to its final name and moved there when complete, so a driver starting
-meanwhile never maps half of one.
+The archive belongs to one Java build and one set of Spark jars. A stamp written next to it
+(jobs/class_archive.py) records both, and drivers are given the archive only while the stamp
+matches, so after a Java or PySpark upgrade they start as they would without one until it is
+built again; the Makefile rebuilds it when the virtualenv changes. The file is written next to
+its final name and moved there when complete, so a driver starting meanwhile never maps half
+of one.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -29,6 +31,7 @@ from pathlib import Path
 
 from conf import load_config
 from conf.cli import add_config_argument
+from jobs.class_archive import write_stamp
 from jobs.session import DRIVER_JAVA_OPTIONS
 
 WARM_UP_FLAG = "--warm-up"
@@ -49,7 +52,7 @@ def submit_env() -> dict[str, str]:
 
 def spark_submit_command(conf: dict[str, str], archive_path: str) -> list[str]:
     """spark-submit of this file's warm-up, dumping the JVM's loaded classes into archive_path."""
-    dump = f"-XX:ArchiveClassesAtExit={archive_path}"
+    dump = f"-XX:ArchiveClassesAtExit={shlex.quote(archive_path)}"
     settings = {
         **conf,
         DRIVER_JAVA_OPTIONS: " ".join(filter(None, (conf.get(DRIVER_JAVA_OPTIONS), dump))),
@@ -75,6 +78,7 @@ def build_archive(conf: dict[str, str], target: str) -> float:
             tail = "\n".join(done.stderr.strip().splitlines()[-20:])
             raise RuntimeError(f"the warm-up job failed (exit status {done.returncode}):\n{tail}")
         os.replace(partial, target)
+        write_stamp(target)
     finally:
         if os.path.exists(partial):
             os.remove(partial)
@@ -83,41 +87,55 @@ def build_archive(conf: dict[str, str], target: str) -> float:
 
 def warm_up() -> None:
     """A small workload that loads the classes the pipeline's stages use (run by spark-submit)."""
-    from pyspark.ml.recommendation import ALS
-    from pyspark.sql import SparkSession, Window
-    from pyspark.sql import functions as F
+    from pyspark.sql import SparkSession
 
     spark = SparkSession.builder.appName("recs-jvm-archive").getOrCreate()
     with tempfile.TemporaryDirectory(prefix="recs-jvm-archive-") as folder:
         spark.sparkContext.setCheckpointDir(f"{folder}/checkpoints")
-        lines = [f"u{i % 97},i{(i * 7) % 53},{1 + i % 3},2026-11-{1 + i % 28:02d}T10:00:00Z" for i in range(2000)]
-        Path(folder, "events.csv").write_text("user_id,item_id,weight,timestamp\n" + "\n".join(lines) + "\n")
-        events = (
-            spark.read.csv(f"{folder}/events.csv", header=True)
-            .withColumn("at", F.to_timestamp("timestamp"))
-            .withColumn("weight", F.col("weight").cast("double"))
-        )
-        users = _numbered(events, "user_id", "user_idx")
-        items = _numbered(events, "item_id", "item_idx")
-        pairs = (
-            events.join(users, "user_id").join(items, "item_id")
-            .groupBy("user_idx", "item_idx").agg(F.sum("weight").alias("rating"), F.max("at").alias("at"))
-            .cache()
-        )  # fmt: skip
-        pairs.count()
-        pairs.write.parquet(f"{folder}/pairs")
-        pairs = spark.read.parquet(f"{folder}/pairs")
-        als = ALS(userCol="user_idx", itemCol="item_idx", ratingCol="rating", implicitPrefs=True, rank=4,
-                  maxIter=3, checkpointInterval=2, numUserBlocks=2, numItemBlocks=2, seed=1)  # fmt: skip
-        model = als.fit(pairs)
-        model.write().save(f"{folder}/model")
-        factors = model.itemFactors.mapInArrow(lambda batches: iter(batches), model.itemFactors.schema)
-        factors.write.parquet(f"{folder}/factors")
-        spark.read.parquet(f"{folder}/factors").agg(F.count("*")).first()
-        model.userFactors.toArrow()
-        ranked = F.collect_list("item_idx").over(Window.partitionBy("user_idx").orderBy(F.desc("rating")))
-        pairs.select("user_idx", ranked.alias("items")).write.json(f"{folder}/lists")
+        pairs = _prepared_pairs(spark, folder)
+        _fitted_and_written(spark, pairs, folder)
     spark.stop()
+
+
+def _prepared_pairs(spark, folder: str):
+    """As prepare does: CSV with timestamps, numbered ids, joins, aggregation, cache, Parquet."""
+    from pyspark.sql import functions as F
+
+    lines = [f"u{i % 97},i{(i * 7) % 53},{1 + i % 3},2026-11-{1 + i % 28:02d}T10:00:00Z" for i in range(2000)]
+    Path(folder, "events.csv").write_text("user_id,item_id,weight,timestamp\n" + "\n".join(lines) + "\n")
+    events = (
+        spark.read.csv(f"{folder}/events.csv", header=True)
+        .withColumn("at", F.to_timestamp("timestamp"))
+        .withColumn("weight", F.col("weight").cast("double"))
+    )
+    users = _numbered(events, "user_id", "user_idx")
+    items = _numbered(events, "item_id", "item_idx")
+    pairs = (
+        events.join(users, "user_id").join(items, "item_id")
+        .groupBy("user_idx", "item_idx").agg(F.sum("weight").alias("rating"), F.max("at").alias("at"))
+        .cache()
+    )  # fmt: skip
+    pairs.count()
+    pairs.write.parquet(f"{folder}/pairs")
+    return spark.read.parquet(f"{folder}/pairs")
+
+
+def _fitted_and_written(spark, pairs, folder: str) -> None:
+    """As train, recommend and publish do: an ALS fit with checkpoints, Arrow both ways, writes."""
+    from pyspark.ml.recommendation import ALS
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    als = ALS(userCol="user_idx", itemCol="item_idx", ratingCol="rating", implicitPrefs=True, rank=4,
+              maxIter=3, checkpointInterval=2, numUserBlocks=2, numItemBlocks=2, seed=1)  # fmt: skip
+    model = als.fit(pairs)
+    model.write().save(f"{folder}/model")
+    factors = model.itemFactors.mapInArrow(lambda batches: iter(batches), model.itemFactors.schema)
+    factors.write.parquet(f"{folder}/factors")
+    spark.read.parquet(f"{folder}/factors").agg(F.count("*")).first()
+    model.userFactors.toArrow()
+    ranked = F.collect_list("item_idx").over(Window.partitionBy("user_idx").orderBy(F.desc("rating")))
+    pairs.select("user_idx", ranked.alias("items")).write.json(f"{folder}/lists")
 
 
 def _numbered(frame, column: str, index: str):
