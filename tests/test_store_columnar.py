@@ -158,6 +158,19 @@ def test_set_columns_writes_every_key_in_batches(redis_server, redis_client):
     assert all(redis_client.get(key) == value for key, value in writes)
 
 
+def test_batches_larger_than_the_socket_buffers_are_written_whole(redis_server, redis_client):
+    # 4 MB per batch, more than a socket's buffers hold: sent in pieces, every key arrives.
+    keys = pa.array([f"big:{i}" for i in range(3_000)])
+    values = pa.array([f"{i:06d}".encode() * 700 for i in range(3_000)], pa.binary())
+    client = redis.Redis.from_url(redis_server.url, socket_timeout=30)
+    try:
+        assert set_columns(client, keys, values, batch_size=1_000) == 3_000
+    finally:
+        client.close()
+    assert redis_client.dbsize() == 3_000
+    assert redis_client.get("big:2999") == b"002999" * 700 and redis_client.get("big:0") == b"000000" * 700
+
+
 def test_a_null_key_or_value_is_refused_before_anything_is_sent(redis_server, redis_client):
     client = redis.Redis.from_url(redis_server.url)
     try:
