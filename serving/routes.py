@@ -85,7 +85,7 @@ def recommendation_document(
     """The JSON document answering one checked lookup, and its items' sources (for metrics);
     the Flask view and the fast path (serving/fast_path.py) both answer with it."""
     # Without a category filter no item past the first n + len(exclude) can be served: only
-    # those are decoded (a stored list holds recommend.top_n, 100 by default).
+    # those are checked and converted (a stored list holds recommend.top_n, 100 by default).
     first = n + len(exclude) if category is None else None
     answer = store.recommendations(user_id, forced_variant=forced, first=first)
     entries = compose(answer, n, category, exclude, settings.exploration_slots, user_id)

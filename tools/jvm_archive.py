@@ -33,9 +33,9 @@ from conf import load_config
 from conf.cli import add_config_argument
 from jobs.class_archive import write_stamp
 from jobs.session import DRIVER_JAVA_OPTIONS
+from tools.processes import project_env
 
 WARM_UP_FLAG = "--warm-up"
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def spark_submit_path() -> str:
@@ -44,10 +44,9 @@ def spark_submit_path() -> str:
 
 
 def submit_env() -> dict[str, str]:
-    """The environment for a spark-submit of project code: this Python, the project importable."""
-    python_path = os.pathsep.join(filter(None, (str(PROJECT_ROOT), os.environ.get("PYTHONPATH"))))
-    python = sys.executable
-    return {**os.environ, "PYTHONPATH": python_path, "PYSPARK_PYTHON": python, "PYSPARK_DRIVER_PYTHON": python}
+    """The environment for a spark-submit of project code: tools.processes.project_env, with
+    this Python as the driver's and the workers'."""
+    return project_env(PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable)
 
 
 def spark_submit_command(conf: dict[str, str], archive_path: str) -> list[str]:
